@@ -1,0 +1,117 @@
+"""Shared plumbing of the command-line entry points.
+
+Every CLI has `main(argv=None)`: it parses flags into config dataclasses and calls plain
+functions. Errors the user can fix are raised as `UserError` (or `FileNotFoundError` /
+`ValueError` from the library) and printed as one line, never as a bare traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import typing
+from typing import Any, Callable, Sequence
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit status 2."""
+
+
+def quiet_tensorflow() -> None:
+    """Silences TensorFlow's C++ start-up chatter (must run before TensorFlow is imported)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Runs `main`, turning user-facing errors into one line on stderr and a non-zero status."""
+    try:
+        return int(main(argv) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (UserError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _field_type(cls: type, field: dataclasses.Field) -> Any:
+    hints = typing.get_type_hints(cls)
+    return hints[field.name]
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, prefix: str = "",
+                       skip: Sequence[str] = (), help_texts: dict[str, str] | None = None) -> None:
+    """Adds one flag per field of dataclass `cls` (`--prefix-field-name`).
+
+    Help texts come from the `Args:` section of the dataclass docstring unless given.
+
+    Args:
+        parser: the parser (or argument group) to extend.
+        cls: a dataclass type.
+        prefix: flag prefix, e.g. "model" gives --model-dropout.
+        skip: field names not to expose.
+        help_texts: overrides of the help text per field.
+    """
+    docs = _arg_docs(cls)
+    help_texts = help_texts or {}
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        flag = "--" + (f"{prefix}-" if prefix else "") + field.name.replace("_", "-")
+        dest = (f"{prefix}_" if prefix else "") + field.name
+        ftype = _field_type(cls, field)
+        text = help_texts.get(field.name, docs.get(field.name, ""))
+        default = field.default
+        help_ = f"{text} (default: {default})" if text else f"(default: {default})"
+        origin = typing.get_origin(ftype)
+        args = [a for a in typing.get_args(ftype) if a is not type(None)]
+        base = args[0] if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args else ftype
+        if base is bool:
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,
+                                default=default, help=help_)
+        elif typing.get_origin(base) is tuple:
+            inner = typing.get_args(base)[0]
+            parser.add_argument(flag, dest=dest, type=inner, nargs="+", default=default, help=help_)
+        else:
+            parser.add_argument(flag, dest=dest, type=base, default=default, help=help_)
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, *, prefix: str = "", **overrides: Any) -> Any:
+    """Builds dataclass `cls` from the flags that `add_dataclass_args` added."""
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        dest = (f"{prefix}_" if prefix else "") + field.name
+        if hasattr(args, dest):
+            value = getattr(args, dest)
+            if isinstance(value, list):
+                value = tuple(value)
+            kwargs[field.name] = value
+    kwargs.update(overrides)
+    return cls(**kwargs)
+
+
+def _arg_docs(cls: type) -> dict[str, str]:
+    """Parses the Google-style `Args:` section of a class docstring into {name: text}."""
+    doc = cls.__doc__ or ""
+    out: dict[str, str] = {}
+    in_args = False
+    current = None
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if stripped == "Args:":
+            in_args = True
+            continue
+        if not in_args:
+            continue
+        if not stripped:
+            current = None
+            continue
+        head, sep, rest = stripped.partition(":")
+        if sep and head.isidentifier() and " " not in head:
+            current = head
+            out[current] = rest.strip()
+        elif current:
+            out[current] += " " + stripped
+    return out

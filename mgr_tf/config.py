@@ -1,0 +1,149 @@
+"""Configuration dataclasses shared by the converter, the data pipeline, training and serving.
+
+Feature parameters live in exactly one object (`FeatureConfig`) so that the dataset converter,
+the synthetic corpus, the data pipeline and the serving signature all compute the same features.
+Every config is a frozen dataclass; `to_dict` / `from_dict` give the `config.json` written next to
+every run and export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# Rows 0..127 of a fused array are log-mel, rows 128..139 chroma (reference section 1).
+BAND_SLICES: dict[str, tuple[int, int]] = {
+    "fused": (0, 140),
+    "mel": (0, 128),
+    "chroma": (128, 140),
+}
+FUSED_BANDS = 140
+FULL_FRAMES = 1293  # padding length used by published code on the full spectrograms
+BEAT_FRAMES = 129  # ... and on the beat-synchronous ones
+TASKS = ("genre", "valence", "energy", "danceability", "multitask")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Spectrogram settings of the published data (librosa defaults where unstated).
+
+    Args:
+        sample_rate: audio rate in Hz; audio is resampled to it, mono.
+        n_fft: STFT window length (Hann window, centred frames, zero padding).
+        hop_length: STFT hop in samples.
+        n_mels: mel bands (Slaney mel scale and area normalisation, as librosa).
+        n_chroma: chroma bins, C first.
+        fmin: lowest mel frequency in Hz.
+        fmax: highest mel frequency in Hz; None = sample_rate / 2.
+        top_db: dynamic range kept by `power_to_db` (ref = 1.0, amin = 1e-10).
+        clip_seconds: clip length that a dataset example covers.
+    """
+
+    sample_rate: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    n_chroma: int = 12
+    fmin: float = 0.0
+    fmax: float | None = None
+    top_db: float | None = 80.0
+    clip_seconds: float = 30.0
+
+    @property
+    def num_bands(self) -> int:
+        return self.n_mels + self.n_chroma
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What `mgr_tf.data.make_dataset` reads and how it batches it.
+
+    Args:
+        data_dir: dataset root in the layout of the reference (four sub-datasets); None = the
+            embedded synthetic corpus, generated on first use.
+        task: genre, valence, energy, danceability or multitask.
+        features: band selection: fused (140), mel (128) or chroma (12).
+        beat: read the beat-synchronous sub-datasets.
+        num_genres: 10 (published 20 -> 10 mapping, dropped genres removed) or 20.
+        val_fraction: share of the train split held out (stratified, deterministic) for validation.
+        seed: seed of the validation split and the shuffle.
+        batch_size: examples per batch.
+        max_frames: pad/crop length; None = 1293 (full) or 129 (beat).
+        variable_length: batch by length with zero padding (for LSTM, which masks all-zero frames)
+            instead of pad/crop to max_frames.
+        skip_bad: skip bad examples (counted and named in the build summary) instead of failing.
+        shuffle_buffer: shuffle buffer size for the train split.
+    """
+
+    data_dir: str | None = None
+    task: str = "genre"
+    features: str = "fused"
+    beat: bool = False
+    num_genres: int = 10
+    val_fraction: float = 0.15
+    seed: int = 0
+    batch_size: int = 32
+    max_frames: int | None = None
+    variable_length: bool = False
+    skip_bad: bool = False
+    shuffle_buffer: int = 1024
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.features not in BAND_SLICES:
+            raise ValueError(f"features must be one of {tuple(BAND_SLICES)}, got {self.features!r}")
+        if self.num_genres not in (10, 20):
+            raise ValueError(f"num_genres must be 10 or 20, got {self.num_genres}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    @property
+    def frames(self) -> int:
+        """The pad/crop length in frames."""
+        if self.max_frames:
+            return self.max_frames
+        return BEAT_FRAMES if self.beat else FULL_FRAMES
+
+    @property
+    def num_bands(self) -> int:
+        lo, hi = BAND_SLICES[self.features]
+        return hi - lo
+
+    @property
+    def sub_dataset(self) -> str:
+        """Folder name of the sub-dataset this task reads."""
+        base = "fma_genre_spectrograms" if self.task == "genre" else "multitask_dataset"
+        return base + ("_beat" if self.beat else "")
+
+
+def to_dict(config: Any) -> dict:
+    """A dataclass config (possibly nested) as a JSON-ready dict."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=list))
+
+
+def from_dict(cls: type[T], data: dict) -> T:
+    """Builds `cls` from a dict, rejecting unknown keys with a clear message."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} key(s): {', '.join(unknown)}")
+    kwargs = {}
+    for key, value in data.items():
+        default = names[key].default
+        if isinstance(value, list) and isinstance(default, tuple):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """Writes `data` as indented JSON (creating parent folders)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,16 @@
+"""Where mgr_tf keeps generated and cached files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_home() -> Path:
+    """Root of mgr_tf's caches: $MGR_TF_HOME, else ~/.cache/mgr_tf."""
+    return Path(os.environ.get("MGR_TF_HOME") or Path.home() / ".cache" / "mgr_tf")
+
+
+def default_corpus_dir(seed: int = 0) -> Path:
+    """Folder of the embedded default corpus generated for `seed`."""
+    return cache_home() / f"corpus-v1-seed{seed}"
