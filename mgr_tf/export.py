@@ -57,11 +57,12 @@ def _add_waveform_endpoint(archive, model, task, class_names, feature_config, fe
     except ImportError:
         return False
     extractor = AudioFeatures.from_feature_config(feature_config, bands=features)
+    extractor(tf.zeros([1, feature_config.n_fft], tf.float32))  # builds the layer before it is tracked
     archive.track(extractor)
 
     def serve_waveform(waveform):
         spectrogram = extractor(waveform)
-        return _named_outputs(task, model(spectrogram, training=False), class_names)
+        return _named_outputs(task, model({"spectrogram": spectrogram}, training=False), class_names)
 
     archive.add_endpoint("serving_waveform", serve_waveform,
                          input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
@@ -100,7 +101,7 @@ def export_model(model, name: str, *, task: str, class_names: Sequence[str], num
             archive.track(model)
 
             def serve(spectrogram):
-                return _named_outputs(task, model(spectrogram, training=False), class_names)
+                return _named_outputs(task, model({"spectrogram": spectrogram}, training=False), class_names)
 
             archive.add_endpoint("serving_default", serve,
                                  input_signature=[tf.TensorSpec([None, None, num_bands], tf.float32,

@@ -94,7 +94,7 @@ def plot_history(history: Mapping[str, Sequence[float]], path: Path, title: str 
     """Saves training curves: one panel per metric, train and validation together."""
     plt = _pyplot()
     names = [k for k in history if not k.startswith("val_") and k not in ("learning_rate", "lr", "epoch")
-             and not k.startswith("task_weight")]
+             and not k.startswith("weight_")]
     names = names or list(history)
     cols = min(3, len(names))
     rows = int(np.ceil(len(names) / cols))
@@ -116,13 +116,13 @@ def plot_history(history: Mapping[str, Sequence[float]], path: Path, title: str 
 
 def plot_task_weights(history: Mapping[str, Sequence[float]], path: Path) -> bool:
     """Saves the learned multitask weights over epochs, if the history has them; returns whether it did."""
-    keys = sorted(k for k in history if k.startswith("task_weight"))
+    keys = sorted(k for k in history if k.startswith("weight_"))
     if not keys:
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for k in keys:
-        ax.plot(history[k], label=k.replace("task_weight_", ""))
+        ax.plot(history[k], label=k.replace("weight_", ""))
     ax.set_xlabel("epoch")
     ax.set_ylabel("exp(-s_t)")
     ax.set_title("learned task weights")

@@ -76,7 +76,7 @@ def default_run_name(data: DataConfig, family: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- compile
-def _compile(model, data: DataConfig, train: TrainConfig, learning_rate: float):
+def compile_for_task(model, data: DataConfig, train: TrainConfig, learning_rate: float):
     """Compiles `model` for its task; returns the model to fit (a learned-weighting wrapper if asked)."""
     import keras
 
@@ -100,23 +100,23 @@ def _compile(model, data: DataConfig, train: TrainConfig, learning_rate: float):
     losses = {t: emotion_loss() for t in targets}
     metrics = {t: [M.SpearmanMetric(name="spearman")] for t in targets}
     if train.learned_weights:
-        return L.compile_learned_weighting(model, losses=losses, metrics=metrics, optimizer=optimizer)
+        weighted = L.build_learned_weighting_model(model, losses)
+        weighted.compile(optimizer=optimizer, metrics=metrics)
+        return weighted
     weights = dict(zip(EMOTIONS, train.loss_weights)) if data.task == "multitask" else None
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metrics)
     return model
 
 
-def _monitor(task: str) -> tuple[str, str]:
+def monitor_for_task(task: str) -> tuple[str, str]:
     """Early-stopping quantity and mode: validation accuracy, or validation (mean) Spearman."""
     if task == "genre":
         return "val_accuracy", "max"
-    if task == "multitask":
-        return "val_mean_spearman", "max"
-    return "val_spearman", "max"
+    return "val_mean_spearman", "max"
 
 
 # --------------------------------------------------------------------------------------------- run
-def _load_keras_model(path: str | Path):
+def load_keras_model(path: str | Path):
     import keras
 
     import mgr_tf.losses  # noqa: F401  (registers custom objects)
@@ -189,7 +189,7 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
     from mgr_tf import report as R
     from mgr_tf.models import build_model, set_backbone_trainable, transfer_model
 
-    _check_flags(data, train_config)
+    check_flags(data, train_config)
     run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(data.seed)
     tf.config.experimental.enable_op_determinism()
@@ -202,7 +202,7 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
     write_json(run_dir / "config.json", config)
 
     if train_config.init_from:
-        base = _load_keras_model(train_config.init_from)
+        base = load_keras_model(train_config.init_from)
         try:
             model = transfer_model(base, data.task, model_config)
         except ValueError as exc:
@@ -214,11 +214,11 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
 
     train_ds = D.make_dataset(data, "train")
     val_ds = D.make_dataset(data, "validation")
-    monitor = _monitor(data.task)
+    monitor = monitor_for_task(data.task)
     started = time.time()
     if train_config.overfit_batch:
         one_batch = train_ds.take(1).cache()
-        fit_model = _compile(model, data, train_config, train_config.learning_rate)
+        fit_model = compile_for_task(model, data, train_config, train_config.learning_rate)
         fit_model.fit(one_batch, epochs=train_config.epochs, verbose=2,
                       callbacks=[keras.callbacks.CSVLogger(str(run_dir / "history_main.csv"))])
         eval_ds, eval_split, reason = one_batch, "train", "--overfit-batch: the single training batch itself"
@@ -234,8 +234,10 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
                 continue
             if train_config.init_from:
                 set_backbone_trainable(model, phase != "frozen")
-            fit_model = _compile(model, data, train_config, lr)
-            extra = _extra_callbacks(fit_model, data)
+            fit_model = compile_for_task(model, data, train_config, lr)
+            if not fit_model.built:  # a learned-weighting wrapper; BackupAndRestore needs it built
+                fit_model(next(iter(train_ds))[0], training=False)
+            extra = extra_callbacks(fit_model, data)
             callbacks, verbose = _callbacks(run_dir, phase, monitor, train_config, extra)
             print(f"[train] phase {phase}: up to {epochs} epochs, learning rate {lr:g}", flush=True)
             fit_model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
@@ -246,7 +248,7 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
     train_seconds = time.time() - started
     model.save(run_dir / "model.keras")
 
-    y_true = _collect_targets(eval_ds)
+    y_true = collect_targets(eval_ds)
     predictions = model.predict(eval_ds, verbose=0)
     history = {}
     for phase in ("frozen", "finetune", "main"):
@@ -284,20 +286,20 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
     return report
 
 
-def _extra_callbacks(fit_model, data: DataConfig) -> list:
+def extra_callbacks(fit_model, data: DataConfig) -> list:
     """Callbacks that add derived values to the logs (mean Spearman, learned weights) before others read them."""
     from mgr_tf import losses as L
     from mgr_tf import metrics as M
 
     extra = []
-    if data.task == "multitask":
-        extra.append(M.MeanSpearmanCallback(EMOTIONS))
-    if hasattr(L, "LogTaskWeights") and getattr(fit_model, "task_weighting", None) is not None:
+    if data.task != "genre":
+        extra.append(M.MeanSpearman(EMOTIONS if data.task == "multitask" else (data.task,)))
+    if hasattr(fit_model, "task_weights"):
         extra.append(L.LogTaskWeights())
     return extra
 
 
-def _collect_targets(ds) -> dict:
+def collect_targets(ds) -> dict:
     import numpy as np
 
     parts: dict[str, list] = {}
@@ -314,7 +316,7 @@ def _fingerprint(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _check_flags(data: DataConfig, train: TrainConfig) -> None:
+def check_flags(data: DataConfig, train: TrainConfig) -> None:
     if train.learned_weights and data.task != "multitask":
         raise UserError("--learned-weights needs --task multitask")
     if len(train.loss_weights) != 3 or any(w < 0 for w in train.loss_weights):
@@ -351,7 +353,7 @@ def export_run(run_dir: Path, *, name: str | None = None, root: str = "exported_
     if metrics is None:
         report = run_dir / "report.json"
         metrics = json.loads(report.read_text())["metrics"] if report.exists() else {}
-    model = _load_keras_model(run_dir)
+    model = load_keras_model(run_dir)
     data = from_dict(DataConfig, config["data"])
     return export_model(model, name, task=config["task"], class_names=config["class_names"],
                         num_bands=config["num_bands"], config=config, metrics=metrics, root=root,

@@ -30,3 +30,37 @@ def tiny_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_corpus")
     generate_corpus(root, seed=0, clips=60, duration=6.0, progress=False)
     return root
+
+
+TINY_CNN = ["--model", "cnn", "--cnn-channels", "4", "8", "8", "8", "--max-frames", "256", "--batch-size", "16"]
+TINY_LSTM = ["--model", "lstm", "--lstm-units", "8", "--lstm-frame-stride", "4", "--batch-size", "16"]
+
+
+def run_train(args, tmp_path, name="run", export=None):
+    """Runs `python -m mgr_tf.train` in-process; returns (run_dir, report)."""
+    import json
+
+    from mgr_tf.train import main
+
+    run_dir = tmp_path / name
+    argv = [*args, "--out", str(run_dir), "--export", export or "none", "--export-root", str(tmp_path / "exports")]
+    assert main(argv) == 0
+    return run_dir, json.loads((run_dir / "report.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def genre_run(tiny_corpus, tmp_path_factory):
+    """A tiny CNN genre model trained for 2 epochs on the tiny corpus and exported (name 'genre')."""
+    tmp = tmp_path_factory.mktemp("genre_run")
+    run_dir, report = run_train(["--task", "genre", "--data-dir", str(tiny_corpus), "--epochs", "2", *TINY_CNN],
+                                tmp, export="genre")
+    return run_dir, report
+
+
+@pytest.fixture(scope="session")
+def multitask_run(tiny_corpus, tmp_path_factory):
+    """A tiny LSTM multitask model with learned weights, trained 2 epochs on beat-synced data, exported."""
+    tmp = tmp_path_factory.mktemp("multitask_run")
+    run_dir, report = run_train(["--task", "multitask", "--beat", "--learned-weights", "--data-dir", str(tiny_corpus),
+                                 "--epochs", "2", *TINY_LSTM], tmp, export="multitask")
+    return run_dir, report

@@ -1,0 +1,54 @@
+"""SavedModel inference through the loaded `serving_default` signature vs the same Keras model's direct call.
+
+Per family at default sizes (random weights; timing does not depend on them): batch-1 latency (median) and
+batch-64 throughput on full-length (1293-frame) fused input. Baseline: `model(x, training=False)` in the same
+process, same inputs. Target: the served path within 1.2x of the direct call (ratio = served time / direct
+time for latency; served throughput / direct throughput for batch 64).
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+
+from mgr_tf.bench import Row, timeit
+
+FAMILIES = ("lstm", "cnn", "ast")
+
+
+def run(quick: bool = False) -> list[Row]:
+    import tensorflow as tf
+
+    from mgr_tf.config import FULL_FRAMES
+    from mgr_tf.export import export_model
+    from mgr_tf.genres import GENRES_10
+    from mgr_tf.models import ModelConfig, build_model
+
+    rows = []
+    frames = 256 if quick else FULL_FRAMES
+    repeat = 3 if quick else 15
+    big = 8 if quick else 64
+    rng = np.random.default_rng(0)
+    one = tf.constant(rng.normal(size=(1, frames, 140)).astype(np.float32))
+    batch = tf.constant(rng.normal(size=(big, frames, 140)).astype(np.float32))
+    with tempfile.TemporaryDirectory() as tmp:
+        for family in FAMILIES:
+            model = build_model(ModelConfig(family=family), "genre", num_bands=140, frames=frames)
+            path = export_model(model, family, task="genre", class_names=GENRES_10, num_bands=140, config={},
+                                root=tmp)
+            signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+            cases = {
+                "direct": lambda x: model({"spectrogram": x}, training=False),
+                "served": lambda x: signature(spectrogram=x),
+            }
+            lat = {k: float(np.median(timeit(lambda f=f: f(one), repeat=repeat, warmup=2))) for k, f in cases.items()}
+            thr = {k: big / float(np.median(timeit(lambda f=f: f(batch), repeat=max(2, repeat // 3), warmup=1)))
+                   for k, f in cases.items()}
+            rows.append(Row("serving", f"{family} batch 1 latency, served", lat["served"] * 1e3, "ms",
+                            ratio=lat["served"] / lat["direct"], baseline="Keras direct call",
+                            target="<= 1.2x", extra={"direct_ms": lat["direct"] * 1e3, "frames": frames}))
+            rows.append(Row("serving", f"{family} batch {big} throughput, served", thr["served"], "examples/s",
+                            ratio=thr["served"] / thr["direct"], baseline="Keras direct call",
+                            target=">= 0.83x (time within 1.2x)", extra={"direct": thr["direct"], "frames": frames}))
+    return rows

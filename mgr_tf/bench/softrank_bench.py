@@ -1,0 +1,76 @@
+"""Soft-rank benchmark: pairwise vs permutahedron forward+backward time, and the Spearman share of a step.
+
+1. For n in {32, 128, 512, 2048}: one graph (tf.function) forward+backward of `soft_rank` on n values,
+   permutahedron relative to pairwise.
+2. A CNN valence training step (batch 32, full 1293-frame input) with MSE only and with
+   MSE + Spearman, timed side by side: the share of the step spent in the Spearman term
+   (target <= 10%).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+
+from mgr_tf.bench import Row, timeit
+from mgr_tf.config import FULL_FRAMES, FUSED_BANDS
+
+
+def _rank_time(method: str, n: int, repeat: int) -> float:
+    import tensorflow as tf
+
+    from mgr_tf.losses import soft_rank
+
+    x = tf.constant(np.random.default_rng(n).standard_normal((1, n)).astype(np.float32))
+
+    @tf.function
+    def step(v):
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            objective = tf.reduce_sum(soft_rank(v, method, 0.1) * v)
+        return tape.gradient(objective, v)
+
+    return statistics.median(timeit(lambda: step(x).numpy(), repeat=repeat, warmup=2))
+
+
+def _step_time(spearman_weight: float, batch: int, frames: int, repeat: int, method: str) -> float:
+    import keras
+
+    from mgr_tf.losses import task_losses
+    from mgr_tf.models import ModelConfig, build_model
+
+    model = build_model(ModelConfig(family="cnn"), "valence", num_bands=FUSED_BANDS, frames=frames)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=task_losses("valence", spearman_weight=spearman_weight, method=method))
+    rng = np.random.default_rng(0)
+    x = {"spectrogram": rng.standard_normal((batch, frames, FUSED_BANDS)).astype(np.float32)}
+    y = {"valence": rng.random((batch, 1)).astype(np.float32)}
+    return statistics.median(timeit(lambda: model.train_on_batch(x, y), repeat=repeat, warmup=2))
+
+
+def run(quick: bool = False) -> list[Row]:
+    """Runs both parts.
+
+    Args:
+        quick: fewer sizes, a shorter input and fewer repeats (a smoke run).
+    """
+    rows: list[Row] = []
+    sizes, repeat = ((32, 512), 3) if quick else ((32, 128, 512, 2048), 10)
+    for n in sizes:
+        pairwise = _rank_time("pairwise", n, repeat)
+        perm = _rank_time("permutahedron", n, repeat)
+        rows.append(Row("softrank", f"pairwise forward+backward, n={n}", pairwise * 1e3, "ms"))
+        rows.append(Row("softrank", f"permutahedron forward+backward, n={n}", perm * 1e3, "ms",
+                        ratio=perm / pairwise, baseline="pairwise, same n"))
+    frames = 256 if quick else FULL_FRAMES
+    step_repeat = 3 if quick else 7
+    for method in ("permutahedron", "pairwise"):
+        without = _step_time(0.0, 32, frames, step_repeat, method)
+        with_term = _step_time(1.0, 32, frames, step_repeat, method)
+        share = max(with_term - without, 0.0) / with_term
+        rows.append(Row("softrank", f"CNN step, batch 32, {frames} frames, MSE only", without * 1e3, "ms"))
+        rows.append(Row("softrank", f"CNN step, batch 32, {frames} frames, MSE + Spearman ({method})",
+                        with_term * 1e3, "ms", ratio=with_term / without, baseline="MSE only step",
+                        target="Spearman share <= 10%", extra={"spearman_share": share}))
+    return rows

@@ -1,0 +1,412 @@
+"""Reading sample and label files of the FMA spectrogram layout, with clear errors.
+
+The layout (shared reference, section 1) is a root folder holding four sub-datasets; each has
+`train/` and `test/` folders of `<id>.fused.full.npy` arrays of shape (140, T) and label files:
+a tab-separated genre file (`<id>.fused.full.npy.gz<TAB><Genre>`) or an emotion CSV
+(`Id,valence,energy,danceability`). Label files name `.npy.gz` files while many copies hold plain
+`.npy`: readers accept whichever exists.
+
+Every problem is reported as one message naming the file (and the line for label files). With
+`skip_bad=True`, example-level problems are collected as `Skipped` records instead of raised, so a
+build can go on and report them in its summary.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io as _io
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mgr_tf.config import FUSED_BANDS
+from mgr_tf.genres import EMOTIONS, GENRES_20
+
+SAMPLE_SUFFIX = ".fused.full.npy"
+GENRE_SUB_DATASETS = ("fma_genre_spectrograms", "fma_genre_spectrograms_beat")
+EMOTION_SUB_DATASETS = ("multitask_dataset", "multitask_dataset_beat")
+SUB_DATASETS = GENRE_SUB_DATASETS + EMOTION_SUB_DATASETS
+SPLITS = ("train", "test")
+EMOTION_HEADER = ("Id",) + EMOTIONS
+_GZIP_MAGIC = b"\x1f\x8b"
+# Name endings stripped (longest first) to get a track id from a file or label name.
+_ID_SUFFIXES = (".fused.full.npy.gz", ".fused.full.npy", ".npy.gz", ".npy")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An example left out in skip-bad mode.
+
+    Args:
+        name: the file or label line that was bad (e.g. "train_labels.txt:12" or a sample path).
+        reason: what was wrong with it.
+    """
+
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled (or unlabelled) sample of a split.
+
+    Args:
+        track_id: the FMA track id (the file name without its suffixes).
+        path: the sample file that exists (`.npy` or `.npy.gz`).
+        genre: raw genre name (one of the 20) for genre sub-datasets, else None.
+        emotions: (valence, energy, danceability) for emotion sub-datasets, else None.
+        labelled: False for examples of a split without a label file.
+    """
+
+    track_id: str
+    path: Path
+    genre: str | None = None
+    emotions: tuple[float, float, float] | None = None
+    labelled: bool = True
+
+
+@dataclass(frozen=True)
+class SplitListing:
+    """The examples of one split of one sub-dataset.
+
+    Args:
+        examples: examples in label-file order (sorted by id for unlabelled splits).
+        labelled: whether the split had a label file.
+        skipped: examples left out in skip-bad mode, each with its reason.
+    """
+
+    examples: tuple[Example, ...]
+    labelled: bool
+    skipped: tuple[Skipped, ...] = field(default_factory=tuple)
+
+
+def track_id_from_name(name: str) -> str:
+    """The track id in a sample file name or label entry ("123.fused.full.npy.gz" -> "123").
+
+    Args:
+        name: a file name (no folder) or the id column of a label file.
+    """
+    for suffix in _ID_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def resolve_sample_path(path: str | Path) -> Path:
+    """The existing file among `path`, its `.gz` twin and its un-gzipped twin.
+
+    Args:
+        path: a sample path ending in `.npy` or `.npy.gz`.
+
+    Raises:
+        FileNotFoundError: neither variant exists (both names are given).
+    """
+    path = Path(path)
+    if path.name.endswith(".npy.gz"):
+        candidates = [path, path.with_name(path.name[:-3])]
+    elif path.name.endswith(".npy"):
+        candidates = [path, path.with_name(path.name + ".gz")]
+    else:
+        candidates = [path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = " or ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"{tried}: spectrogram file not found")
+
+
+def load_spectrogram(path: str | Path, *, num_bands: int | None = FUSED_BANDS) -> np.ndarray:
+    """Loads one spectrogram array, stored (bands, time), as float32.
+
+    Accepts `.npy` and gzip-compressed `.npy.gz`, whichever of the two exists.
+
+    Args:
+        path: the sample file (either suffix).
+        num_bands: expected number of rows (140 = 128 mel + 12 chroma); None = any.
+
+    Returns:
+        float32 array of shape (num_bands, time), time >= 1, all values finite.
+
+    Raises:
+        FileNotFoundError: no such file (either suffix).
+        ValueError: the file is not gzip though named .gz, is truncated or not a .npy array, or
+            holds an array of the wrong rank, band count, zero length or non-finite values.
+    """
+    path = resolve_sample_path(path)
+    raw = path.read_bytes()
+    if not raw:
+        raise ValueError(f"{path}: empty file (0 bytes)")
+    if path.name.endswith(".gz"):
+        if raw[:2] != _GZIP_MAGIC:
+            raise ValueError(f"{path}: named .gz but is not a gzip file")
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+    try:
+        array = np.load(_io.BytesIO(raw), allow_pickle=False)
+    except Exception as exc:  # numpy raises ValueError, EOFError or OSError for bad headers/data
+        raise ValueError(f"{path}: not a readable .npy array, truncated or corrupt ({exc})") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+        raise ValueError(f"{path}: expected a numeric array, got dtype {getattr(array, 'dtype', type(array))}")
+    if array.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D (bands, time) array, got shape {array.shape}")
+    if num_bands is not None and array.shape[0] != num_bands:
+        raise ValueError(
+            f"{path}: expected {num_bands} bands (rows: 128 mel + 12 chroma), got shape {array.shape}"
+        )
+    if array.shape[1] == 0:
+        raise ValueError(f"{path}: empty spectrogram (0 frames)")
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        bad = int(np.size(array) - np.isfinite(array).sum())
+        raise ValueError(f"{path}: {bad} NaN/Inf value(s)")
+    return array
+
+
+def _data_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of the non-blank lines of a text file."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+    return [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def read_genre_labels(path: str | Path, *, skip_bad: bool = False
+                      ) -> tuple[list[tuple[int, str, str]], list[Skipped]]:
+    """Reads a genre label file: a header line, then "<file name><TAB><Genre>" per line.
+
+    Args:
+        path: the label file (e.g. train_labels.txt).
+        skip_bad: collect bad lines (unknown genre, duplicate id, wrong delimiter) as `Skipped`
+            instead of raising.
+
+    Returns:
+        ([(line number, file name, genre)], skipped) in file order.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: missing header, a line that is not "<file><TAB><genre>", an unknown genre or a
+            duplicate id (each naming file and line), or no examples at all.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: genre label file not found")
+    lines = _data_lines(path)
+    if not lines:
+        raise ValueError(f"{path}: empty label file (expected a header line, then '<id>.fused.full.npy.gz<TAB><Genre>' lines)")
+    first_no, first = lines[0]
+    if ".npy" in first:
+        raise ValueError(f"{path}:{first_no}: missing header line (the first line is a data line: {first!r})")
+    rows: list[tuple[int, str, str]] = []
+    skipped: list[Skipped] = []
+    seen: dict[str, int] = {}
+    for no, line in lines[1:]:
+        try:
+            parts = line.split("\t")
+            if len(parts) != 2:
+                raise ValueError(
+                    f"{path}:{no}: expected '<id>.fused.full.npy.gz<TAB><Genre>' (one tab), got {line!r}"
+                )
+            name, genre = parts[0].strip(), parts[1].strip()
+            if genre not in GENRES_20:
+                raise ValueError(f"{path}:{no}: unknown genre {genre!r} (expected one of the 20 FMA genres: "
+                                 f"{', '.join(GENRES_20)})")
+            track_id = track_id_from_name(name)
+            if not track_id:
+                raise ValueError(f"{path}:{no}: empty track id")
+            if track_id in seen:
+                raise ValueError(f"{path}:{no}: duplicate id {track_id!r} (first on line {seen[track_id]})")
+            seen[track_id] = no
+            rows.append((no, name, genre))
+        except ValueError as exc:
+            if not skip_bad:
+                raise
+            skipped.append(Skipped(f"{path}:{no}", str(exc).split(": ", 1)[1]))
+    if not rows and not skipped:
+        raise ValueError(f"{path}: empty split (a header but no label lines)")
+    return rows, skipped
+
+
+def read_emotion_labels(path: str | Path, *, skip_bad: bool = False
+                        ) -> tuple[list[tuple[int, str, tuple[float, float, float]]], list[Skipped]]:
+    """Reads an emotion CSV with header "Id,valence,energy,danceability" and values in [0, 1].
+
+    Args:
+        path: the CSV (e.g. train_labels.txt of multitask_dataset).
+        skip_bad: collect bad lines (non-numbers, values outside [0, 1], duplicates) as `Skipped`.
+
+    Returns:
+        ([(line number, id, (valence, energy, danceability))], skipped) in file order.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: missing or wrong header, wrong delimiter, a bad value or a duplicate id (each
+            naming file and line), or no examples at all.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: emotion label file not found")
+    lines = _data_lines(path)
+    expected = ",".join(EMOTION_HEADER)
+    if not lines:
+        raise ValueError(f"{path}: empty label file (expected the header {expected!r})")
+    first_no, first = lines[0]
+    header = [h.strip() for h in first.split(",")]
+    if [h.lower() for h in header] != [h.lower() for h in EMOTION_HEADER]:
+        if "," not in first and any(d in first for d in ("\t", ";", "|", " ")):
+            raise ValueError(f"{path}:{first_no}: wrong delimiter: expected commas as in {expected!r}, got {first!r}")
+        if ".npy" in first or first.split(",")[0].strip().isdigit():
+            raise ValueError(f"{path}:{first_no}: missing header line {expected!r} (got the data line {first!r})")
+        raise ValueError(f"{path}:{first_no}: expected the header {expected!r}, got {first!r}")
+    rows: list[tuple[int, str, tuple[float, float, float]]] = []
+    skipped: list[Skipped] = []
+    seen: dict[str, int] = {}
+    for no, line in lines[1:]:
+        try:
+            parts = [p.strip() for p in line.split(",")]
+            if len(parts) != 4:
+                raise ValueError(f"{path}:{no}: expected 4 comma-separated fields '<id>,<valence>,<energy>,"
+                                 f"<danceability>', got {line!r}")
+            track_id = track_id_from_name(parts[0])
+            if not track_id:
+                raise ValueError(f"{path}:{no}: empty track id")
+            values = []
+            for name, text in zip(EMOTIONS, parts[1:]):
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise ValueError(f"{path}:{no}: {name} {text!r} is not a number") from None
+                if not 0.0 <= value <= 1.0:  # also rejects NaN
+                    raise ValueError(f"{path}:{no}: {name} {text} is outside [0, 1]")
+                values.append(value)
+            if track_id in seen:
+                raise ValueError(f"{path}:{no}: duplicate id {track_id!r} (first on line {seen[track_id]})")
+            seen[track_id] = no
+            rows.append((no, parts[0], (values[0], values[1], values[2])))
+        except ValueError as exc:
+            if not skip_bad:
+                raise
+            skipped.append(Skipped(f"{path}:{no}", str(exc).split(": ", 1)[1]))
+    if not rows and not skipped:
+        raise ValueError(f"{path}: empty split (a header but no label lines)")
+    return rows, skipped
+
+
+def sub_dataset_dir(root: str | Path, sub_dataset: str) -> Path:
+    """The folder of one sub-dataset, with a clear error when the root lacks it.
+
+    Args:
+        root: the dataset root (holding the four sub-datasets).
+        sub_dataset: one of `SUB_DATASETS`.
+
+    Raises:
+        FileNotFoundError: the root or the sub-dataset folder is missing.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset root not found (expected a folder holding "
+                                f"{', '.join(SUB_DATASETS)})")
+    sub = root / sub_dataset
+    if not sub.is_dir():
+        present = sorted(p.name for p in root.iterdir() if p.is_dir())
+        raise FileNotFoundError(
+            f"{sub}: missing sub-dataset folder '{sub_dataset}' (expected {sub_dataset}/train/, "
+            f"{sub_dataset}/test/ and {sub_dataset}/train_labels.txt under the root; found: "
+            f"{', '.join(present) or 'no folders'})"
+        )
+    return sub
+
+
+def is_genre_sub_dataset(sub_dataset: str) -> bool:
+    """True for the genre sub-datasets, False for the emotion (multitask) ones."""
+    return sub_dataset.startswith("fma_genre")
+
+
+def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool = False,
+               check_files: bool = False) -> SplitListing:
+    """Lists the examples of one split, checking that every labelled file exists.
+
+    A split without a label file is unlabelled (the multitask test labels were withheld in the
+    original release): its examples are the sample files found in the split folder. The train
+    split must be labelled.
+
+    Args:
+        root: dataset root.
+        sub_dataset: one of `SUB_DATASETS`.
+        split: "train" or "test".
+        skip_bad: skip bad label lines and missing files (recorded in `skipped`) instead of raising.
+        check_files: also load every sample (slow) so that corrupt files are found now.
+
+    Raises:
+        FileNotFoundError: missing root, sub-dataset, split folder, train labels, or a labelled file.
+        ValueError: bad label files (see the readers) or an empty split.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    sub = sub_dataset_dir(root, sub_dataset)
+    split_dir = sub / split
+    labels = sub / f"{split}_labels.txt"
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"{split_dir}: missing split folder '{split}/' of {sub_dataset} "
+                                f"(expected {split}/<id>{SAMPLE_SUFFIX} files)")
+    genre = is_genre_sub_dataset(sub_dataset)
+    examples: list[Example] = []
+    skipped: list[Skipped] = []
+    if not labels.is_file():
+        if split == "train":
+            raise FileNotFoundError(f"{labels}: missing label file of the train split of {sub_dataset}")
+        names = sorted({track_id_from_name(p.name) for p in split_dir.iterdir()
+                        if p.name.endswith((".npy", ".npy.gz"))}, key=_id_sort_key)
+        if not names:
+            raise ValueError(f"{split_dir}: empty split (no .npy or .npy.gz files and no {labels.name})")
+        for track_id in names:
+            examples.append(Example(track_id, resolve_sample_path(split_dir / (track_id + SAMPLE_SUFFIX)),
+                                    labelled=False))
+        listing_labelled = False
+    else:
+        if genre:
+            rows, skipped = read_genre_labels(labels, skip_bad=skip_bad)
+        else:
+            rows, skipped = read_emotion_labels(labels, skip_bad=skip_bad)
+        for no, name, label in rows:
+            track_id = track_id_from_name(name)
+            file_name = name if name.endswith((".npy", ".npy.gz")) else track_id + SAMPLE_SUFFIX
+            try:
+                path = resolve_sample_path(split_dir / file_name)
+            except FileNotFoundError as exc:
+                message = f"{labels}:{no}: names a missing file ({exc})"
+                if not skip_bad:
+                    raise FileNotFoundError(message) from None
+                skipped.append(Skipped(f"{labels}:{no}", f"names a missing file ({exc})"))
+                continue
+            if genre:
+                examples.append(Example(track_id, path, genre=label))
+            else:
+                examples.append(Example(track_id, path, emotions=label))
+        listing_labelled = True
+    if check_files:
+        kept = []
+        for ex in examples:
+            try:
+                load_spectrogram(ex.path)
+                kept.append(ex)
+            except ValueError as exc:
+                if not skip_bad:
+                    raise
+                skipped.append(Skipped(str(ex.path), str(exc).split(": ", 1)[-1]))
+        examples = kept
+    if not examples:
+        raise ValueError(f"{labels if listing_labelled else split_dir}: empty split (no usable examples"
+                         f"{'; ' + str(len(skipped)) + ' skipped' if skipped else ''})")
+    return SplitListing(tuple(examples), listing_labelled, tuple(skipped))
+
+
+def _id_sort_key(track_id: str):
+    return (0, int(track_id), "") if track_id.isdigit() else (1, 0, track_id)

@@ -1,0 +1,130 @@
+"""Writing the dataset layout of the published FMA spectrogram data (shared reference, section 1).
+
+Shared by the synthetic corpus (`mgr_tf.synth`) and the audio converter, so that both write files
+that every reader of the real data accepts:
+
+```
+<root>/<sub-dataset>/{train,test}/<id>.fused.full.npy[.gz]   float32 (bands, time)
+<root>/<sub-dataset>/{train,test}_labels.txt
+```
+
+Genre label files have the header ``Id<TAB>Genre`` and name ``<id>.fused.full.npy.gz`` whatever the
+stored file is; emotion label files are CSV ``Id,valence,energy,danceability``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+GENRE_FULL = "fma_genre_spectrograms"
+GENRE_BEAT = "fma_genre_spectrograms_beat"
+MULTITASK_FULL = "multitask_dataset"
+MULTITASK_BEAT = "multitask_dataset_beat"
+SUB_DATASETS: tuple[str, ...] = (GENRE_FULL, GENRE_BEAT, MULTITASK_FULL, MULTITASK_BEAT)
+SPLITS: tuple[str, ...] = ("train", "test")
+
+SAMPLE_SUFFIX = ".fused.full.npy"
+GENRE_HEADER = "Id\tGenre"
+EMOTION_HEADER = "Id,valence,energy,danceability"
+
+
+def sample_name(track_id: str | int, gz: bool = True) -> str:
+    """File name of one sample: ``<id>.fused.full.npy`` or ``<id>.fused.full.npy.gz``.
+
+    Args:
+        track_id: the clip's id.
+        gz: gzip-compressed name.
+    """
+    return f"{track_id}{SAMPLE_SUFFIX}" + (".gz" if gz else "")
+
+
+def labels_name(split: str) -> str:
+    """Label file name of a split (``train_labels.txt`` / ``test_labels.txt``).
+
+    Args:
+        split: "train" or "test".
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return f"{split}_labels.txt"
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """The bytes of ``np.save(array)`` (float32, C order)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_sample(directory: str | Path, track_id: str | int, array_bands_time: np.ndarray,
+                 gz: bool) -> Path:
+    """Writes one (bands, time) array as ``<id>.fused.full.npy`` or its gzip ``.npy.gz``.
+
+    The gzip header carries no time stamp or file name, so equal arrays give byte-identical files.
+
+    Args:
+        directory: split folder (created if missing).
+        track_id: the clip's id.
+        array_bands_time: float array (bands, time); stored as float32.
+        gz: write the gzip-compressed variant.
+
+    Returns:
+        The path written.
+    """
+    array = np.asarray(array_bands_time)
+    if array.ndim != 2:
+        raise ValueError(f"sample {track_id}: expected a (bands, time) array, got shape {array.shape}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / sample_name(track_id, gz)
+    data = npy_bytes(array)
+    if gz:
+        # Level 1: float spectrograms barely compress, and higher levels only cost time.
+        data = gzip.compress(data, compresslevel=1, mtime=0)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+def write_genre_labels(path: str | Path, rows: Iterable[tuple[str | int, str]]) -> Path:
+    """Writes a genre label file: ``Id<TAB>Genre`` header, then ``<id>.fused.full.npy.gz<TAB><Genre>``.
+
+    Args:
+        path: the label file (parent folders created).
+        rows: (track id, genre name) pairs.
+    """
+    lines = [GENRE_HEADER]
+    for track_id, genre in rows:
+        if "\t" in str(genre) or "\n" in str(genre):
+            raise ValueError(f"{path}: genre name {genre!r} holds a tab or newline")
+        lines.append(f"{sample_name(track_id, gz=True)}\t{genre}")
+    return _write_lines(path, lines)
+
+
+def write_emotion_labels(path: str | Path,
+                         rows: Iterable[tuple[str | int, float, float, float]]) -> Path:
+    """Writes an emotion label CSV: ``Id,valence,energy,danceability`` header, then one row per clip.
+
+    Args:
+        path: the label file (parent folders created).
+        rows: (track id, valence, energy, danceability) tuples.
+    """
+    lines = [EMOTION_HEADER]
+    for track_id, *values in rows:
+        if len(values) != 3:
+            raise ValueError(f"{path}: row for {track_id} needs 3 values, got {len(values)}")
+        lines.append(",".join([str(track_id)] + [f"{float(v):.6f}" for v in values]))
+    return _write_lines(path, lines)
+
+
+def _write_lines(path: str | Path, lines: Sequence[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,175 @@
+"""Models: LSTM / CNN / AST backbones with genre, emotion or multitask heads.
+
+`build_model` is the one entry point: normalisation layer -> `BACKBONES[config.family]` ->
+an `embedding` marker layer -> heads. `transfer_model` puts new heads on a trained genre model's
+backbone; `set_backbone_trainable` freezes or unfreezes it for the frozen-then-fine-tune schedule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import keras
+
+from mgr_tf.models.ast import build_ast_backbone
+from mgr_tf.models.cnn import build_cnn_backbone
+from mgr_tf.models.config import AST_PRESETS, FAMILIES, ModelConfig
+from mgr_tf.models.heads import HEAD_PREFIX, OUTPUT_NAMES, add_heads, task_outputs
+from mgr_tf.models.layers import SpectrogramNormalization
+from mgr_tf.models.lstm import build_lstm_backbone
+
+__all__ = [
+    "AST_PRESETS", "BACKBONES", "FAMILIES", "ModelConfig", "OUTPUT_NAMES", "build_model", "class_names_of",
+    "load_backbone_weights", "set_backbone_trainable", "task_outputs", "transfer_model",
+]
+
+# family -> fn(config, normalised_input, *, frames) -> (batch, features) tensor
+BACKBONES: dict[str, Callable] = {
+    "lstm": build_lstm_backbone,
+    "cnn": build_cnn_backbone,
+    "ast": build_ast_backbone,
+}
+
+INPUT_NAME = "spectrogram"
+NORM_LAYER = "normalization"
+EMBEDDING_LAYER = "embedding"
+
+
+def build_model(config: ModelConfig, task: str, *, num_bands: int, frames: int, num_classes: int = 10,
+                norm_mean=None, norm_std=None, class_names=None) -> keras.Model:
+    """Builds the functional model for one task.
+
+    Args:
+        config: the architecture.
+        task: genre, valence, energy, danceability or multitask.
+        num_bands: bands per frame (140 fused, 128 mel, 12 chroma).
+        frames: the training length; CNN/AST pad (zeros, at the end) or centre-crop to it in-graph,
+            the LSTM accepts any length.
+        num_classes: genre classes (10 or 20).
+        norm_mean: per-band mean of the training split, stored in the model; None = no shift.
+        norm_std: per-band standard deviation of the training split; None = no scaling.
+        class_names: genre names stored in the genre output layer (see `class_names_of`).
+
+    Returns:
+        A model with input "spectrogram" (batch, time, num_bands) of raw values and a dict of outputs
+        keyed by output name ("genre" and/or "valence", "energy", "danceability").
+    """
+    outputs_names = task_outputs(task)  # validates task
+    del outputs_names
+    inputs = keras.Input(shape=(None, num_bands), name=INPUT_NAME)
+    x = SpectrogramNormalization(num_bands, norm_mean, norm_std, name=NORM_LAYER)(inputs)
+    features = BACKBONES[config.family](config, x, frames=frames)
+    features = keras.layers.Identity(name=EMBEDDING_LAYER)(features)
+    outputs = add_heads(features, task, config, num_classes=num_classes, class_names=class_names)
+    model = keras.Model(inputs, outputs, name=f"{config.family}_{task}")
+    if config.family == "ast" and config.ast_weights:
+        load_backbone_weights(model, config.ast_weights)
+    return model
+
+
+def _is_backbone_layer(layer) -> bool:
+    return not (layer.name.startswith(HEAD_PREFIX) or layer.name in OUTPUT_NAMES
+                or isinstance(layer, keras.layers.InputLayer))
+
+
+def _output_keys(model: keras.Model) -> tuple[str, ...]:
+    outputs = model.output
+    return tuple(outputs) if isinstance(outputs, dict) else tuple(model.output_names)
+
+
+def transfer_model(genre_model: keras.Model, task: str, config: ModelConfig) -> keras.Model:
+    """An emotion (or multitask) model initialised from a trained genre model's backbone.
+
+    The genre model is cloned, so training the new model leaves it untouched; the normalisation
+    statistics and every backbone weight are copied, and new heads are added for `task`.
+
+    Args:
+        genre_model: a model built by `build_model(..., task="genre")` (or loaded from its .keras file).
+        task: valence, energy, danceability or multitask.
+        config: supplies the new heads' dropout and l2 (the backbone is the genre model's).
+
+    Raises:
+        ValueError: if `genre_model` is not a genre model of this package, or task is genre.
+    """
+    keys = _output_keys(genre_model)
+    layer_names = {layer.name for layer in genre_model.layers}
+    if keys != ("genre",) or EMBEDDING_LAYER not in layer_names or NORM_LAYER not in layer_names:
+        raise ValueError(f"transfer_model needs a genre model from mgr_tf.models.build_model (one 'genre' output, "
+                         f"an '{EMBEDDING_LAYER}' layer); got model {genre_model.name!r} with outputs {list(keys)}")
+    if task == "genre":
+        raise ValueError("transfer_model builds an emotion or multitask model; task 'genre' is the source task")
+    clone = keras.models.clone_model(genre_model)
+    clone.set_weights(genre_model.get_weights())
+    features = clone.get_layer(EMBEDDING_LAYER).output
+    outputs = add_heads(features, task, config)
+    family = genre_model.name.split("_")[0]
+    return keras.Model(clone.inputs, outputs, name=f"{family}_{task}_from_genre")
+
+
+def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:
+    """Freezes (False) or unfreezes (True) every layer except the heads.
+
+    Frozen BatchNormalization layers also switch to inference mode (Keras 3 semantics), which is what
+    fine-tuning wants. Recompile the model after calling this.
+
+    Args:
+        model: a model from `build_model` or `transfer_model`.
+        trainable: the new trainable state of the backbone.
+    """
+    for layer in model.layers:
+        if _is_backbone_layer(layer) and layer.name != NORM_LAYER:
+            layer.trainable = trainable
+
+
+def class_names_of(model: keras.Model) -> list[str] | None:
+    """The genre names stored in a genre model's output layer (None if none were given).
+
+    Args:
+        model: a genre model.
+    """
+    try:
+        return model.get_layer("genre").labels
+    except (ValueError, AttributeError):
+        return None
+
+
+def load_backbone_weights(model: keras.Model, path: str | Path) -> int:
+    """Copies backbone weights from a local `.keras` model or `.weights.h5` file into `model`.
+
+    Layers are matched by name; a layer is copied only when all of its weight shapes match (e.g. a
+    position embedding for another input length is left as initialised). Nothing is downloaded.
+
+    Args:
+        model: the model to initialise.
+        path: a `.keras` file (any model of this package) or a `.weights.h5` file saved from a model of
+            the same architecture.
+
+    Returns:
+        The number of layers copied.
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: if the file has another format or no layer matched.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: backbone weights file not found")
+    if path.name.endswith(".weights.h5"):
+        model.load_weights(str(path), skip_mismatch=True)
+        return len(model.layers)
+    if path.suffix != ".keras":
+        raise ValueError(f"{path}: expected a .keras or .weights.h5 file")
+    source = keras.models.load_model(str(path), compile=False)
+    source_layers = {layer.name: layer for layer in source.layers}
+    copied = 0
+    for layer in model.layers:
+        other = source_layers.get(layer.name)
+        if other is None or not _is_backbone_layer(layer) or not layer.weights:
+            continue
+        if [tuple(w.shape) for w in layer.weights] == [tuple(w.shape) for w in other.weights]:
+            layer.set_weights(other.get_weights())
+            copied += 1
+    if not copied:
+        raise ValueError(f"{path}: no backbone layer matches the model by name and weight shapes")
+    return copied

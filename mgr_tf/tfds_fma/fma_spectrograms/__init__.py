@@ -1,0 +1,1 @@
+"""fma_spectrograms dataset."""

@@ -1,0 +1,138 @@
+"""fma_spectrograms: FMA-derived spectrograms for genre recognition and music-emotion regression.
+
+Reads the four sub-datasets of the layout in the shared reference (section 1) from a manual
+folder and writes one TFDS dataset per config. Spectrograms are stored as (time, 140) float32,
+variable length: rows 0..127 of the on-disk (bands, time) arrays are log-mel, 128..139 chroma.
+
+A split without a label file (the multitask test labels were withheld in the original release)
+is still written: its examples carry `labelled = False` and the label sentinel -1 (genre) or
+-1.0 (each emotion), so consumers can predict on it but must not score it.
+
+`dummy_data/` (the test fixture, also a manual folder) was made with the project's synthesiser:
+`generate_corpus(DIR, seed=0, clips=40, duration=2.0, withhold_test_labels=True)` from
+`mgr_tf.synth`: one clip per genre in each genre split, 32/8 multitask clips, unlabelled test.
+Paths are read with pathlib, so manual folders must be local.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from mgr_tf import io as mgr_io
+from mgr_tf.config import FUSED_BANDS
+from mgr_tf.genres import EMOTIONS, GENRES_20
+
+logger = logging.getLogger(__name__)
+
+UNLABELLED_GENRE = -1
+UNLABELLED_EMOTION = -1.0
+
+
+@dataclasses.dataclass
+class FmaConfig(tfds.core.BuilderConfig):
+    """A sub-dataset of the layout: its task and whether it is beat-synchronous.
+
+    Args:
+        task: "genre" (20-class ClassLabel) or "multitask" (valence, energy, danceability).
+        beat: read the beat-synchronous copy (T ~ 40..130 frames instead of ~1293).
+    """
+
+    task: str = "genre"
+    beat: bool = False
+
+    @property
+    def sub_dataset(self) -> str:
+        base = "fma_genre_spectrograms" if self.task == "genre" else "multitask_dataset"
+        return base + ("_beat" if self.beat else "")
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+    """DatasetBuilder for the FMA spectrogram sub-datasets (manual download).
+
+    Args:
+        skip_bad: skip bad examples (bad label lines, missing or corrupt sample files) instead of
+            failing; each is logged with its reason and listed in `self.skipped`.
+        **kwargs: passed to `tfds.core.GeneratorBasedBuilder` (data_dir, config, ...).
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: four configs, unlabelled test splits flagged by `labelled`.",
+    }
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+    Place the dataset root (often called `data/`) in `manual_dir/`, or pass it as
+    `--manual_dir ROOT`. It must hold the four sub-datasets:
+      fma_genre_spectrograms/{train,test}/<id>.fused.full.npy[.gz] + {train,test}_labels.txt
+      fma_genre_spectrograms_beat/  (same, beat-synchronous)
+      multitask_dataset/{train,test}/<id>.fused.full.npy[.gz] + train_labels.txt [+ test_labels.txt]
+      multitask_dataset_beat/       (same, beat-synchronous)
+    Genre label files: a header line, then `<id>.fused.full.npy.gz<TAB><Genre>`.
+    Emotion label files: CSV with header `Id,valence,energy,danceability`, values in [0, 1].
+    A small synthetic corpus in this layout: `python -m mgr_tf.synth --out ROOT`.
+    """
+    BUILDER_CONFIGS = [
+        FmaConfig(name="genre_full", description="20-genre clips, full 30 s spectrograms.",
+                  task="genre", beat=False),
+        FmaConfig(name="genre_beat", description="20-genre clips, beat-synchronous spectrograms.",
+                  task="genre", beat=True),
+        FmaConfig(name="multitask_full", description="Valence/energy/danceability, full spectrograms.",
+                  task="multitask", beat=False),
+        FmaConfig(name="multitask_beat", description="Valence/energy/danceability, beat-synchronous.",
+                  task="multitask", beat=True),
+    ]
+
+    def __init__(self, *, skip_bad: bool = False, **kwargs):
+        self.skip_bad = skip_bad
+        self.skipped: list[mgr_io.Skipped] = []
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        features = {
+            "spectrogram": tfds.features.Tensor(shape=(None, FUSED_BANDS), dtype=np.float32),
+            "track_id": tfds.features.Text(),
+            "labelled": tfds.features.Scalar(dtype=np.bool_),
+        }
+        if self.builder_config.task == "genre":
+            features["genre"] = tfds.features.ClassLabel(names=list(GENRES_20))
+        else:
+            for name in EMOTIONS:
+                features[name] = tfds.features.Scalar(dtype=np.float32)
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(features),
+            supervised_keys=None,
+            homepage="https://github.com/mdeff/fma",
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        root = dl_manager.manual_dir
+        sub = self.builder_config.sub_dataset
+        self.skipped = []
+        listings = {}
+        for split in mgr_io.SPLITS:
+            listing = mgr_io.list_split(root, sub, split, skip_bad=self.skip_bad)
+            self.skipped.extend(listing.skipped)
+            listings[split] = listing
+        return {split: self._generate_examples(listing) for split, listing in listings.items()}
+
+    def _generate_examples(self, listing: mgr_io.SplitListing):
+        for ex in listing.examples:
+            try:
+                array = mgr_io.load_spectrogram(ex.path)
+            except ValueError as exc:
+                if not self.skip_bad:
+                    raise
+                skip = mgr_io.Skipped(str(ex.path), str(exc).split(": ", 1)[-1])
+                logger.warning("skipping bad example %s", skip)
+                self.skipped.append(skip)
+                continue
+            record = {"spectrogram": array.T, "track_id": ex.track_id, "labelled": ex.labelled}
+            if self.builder_config.task == "genre":
+                record["genre"] = ex.genre if ex.labelled else UNLABELLED_GENRE
+            else:
+                values = ex.emotions if ex.labelled else (UNLABELLED_EMOTION,) * len(EMOTIONS)
+                record.update(zip(EMOTIONS, values))
+            yield ex.track_id, record
