@@ -18,8 +18,8 @@ and the main process computes the features and writes the files. Workers are for
 TensorFlow runs its first op, so they inherit the imported modules instead of importing them again.
 `--beam` runs the same per-track functions as an Apache Beam pipeline (`mgr_tf.ingest_beam`).
 
-Resuming: `ROOT/ingest_manifest.jsonl` gets one line per finished clip (flushed as it goes), and
-already listed clips are skipped on the next run; the label files are rewritten from the manifest
+Resuming: `ROOT/ingest_manifest_<task>.jsonl` gets one line per finished clip (flushed as it
+goes), and already listed clips are skipped on the next run; the label files are rewritten from the manifest
 at the end of every run. Bad files (missing, empty, corrupt, silent, too short) and bad labels
 (unknown genre, values outside [0, 1], duplicate ids) are reported with their reason, skipped,
 counted in the printed summary and in `ROOT/ingest_summary.json`; bad files are tried again on the
@@ -50,7 +50,8 @@ from mgr_tf.cli import UserError, quiet_tensorflow, run_cli
 from mgr_tf.config import FeatureConfig, to_dict
 from mgr_tf.genres import EMOTIONS, GENRES_20
 
-MANIFEST = "ingest_manifest.jsonl"
+# One manifest per task, so a root can hold both the genre and the multitask sub-datasets.
+MANIFEST = "ingest_manifest_{task}.jsonl"
 SUMMARY = "ingest_summary.json"
 TASKS = ("auto", "genre", "multitask")
 CLIP_MODES = ("centre", "first", "pad")
@@ -648,15 +649,26 @@ def settings_of(task: str, cfg: IngestConfig, fcfg: FeatureConfig) -> dict:
     return {"task": task, **keep, "features": to_dict(fcfg)}
 
 
-def read_manifest(root: str | Path) -> tuple[dict | None, dict[str, dict]]:
+def manifest_path(root: str | Path, task: str) -> Path:
+    """`ROOT/ingest_manifest_<task>.jsonl`.
+
+    Args:
+        root: dataset root.
+        task: "genre" or "multitask".
+    """
+    return Path(root) / MANIFEST.format(task=task)
+
+
+def read_manifest(root: str | Path, task: str) -> tuple[dict | None, dict[str, dict]]:
     """(settings, {track id: record}) of a root's manifest; (None, {}) when there is none.
 
     A truncated last line (a run killed while writing it) is ignored: that clip is redone.
 
     Args:
         root: dataset root.
+        task: "genre" or "multitask".
     """
-    path = Path(root) / MANIFEST
+    path = manifest_path(root, task)
     if not path.is_file():
         return None, {}
     settings, records = None, {}
@@ -677,15 +689,15 @@ def read_manifest(root: str | Path) -> tuple[dict | None, dict[str, dict]]:
 
 
 class Manifest:
-    """Appends records to `ROOT/ingest_manifest.jsonl`, each flushed to disk as it is written.
+    """Appends records to `ROOT/ingest_manifest_<task>.jsonl`, each flushed to disk as it is written.
 
     Args:
         root: dataset root.
-        settings: written as the first line of a new manifest.
+        settings: written as the first line of a new manifest (its "task" names the file).
     """
 
     def __init__(self, root: str | Path, settings: dict):
-        self.path = Path(root) / MANIFEST
+        self.path = manifest_path(root, settings["task"])
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.is_file()
         self.handle = self.path.open("a")
@@ -849,11 +861,11 @@ def ingest(audio_dir: str | Path, label_files: Sequence[str | Path], root: str |
         raise UserError(f"{root}: exists and is not a folder")
     labels = read_labels(audio_dir, label_files, cfg)
     settings = settings_of(labels.task, cfg, fcfg)
-    old_settings, done = read_manifest(root)
+    old_settings, done = read_manifest(root, labels.task)
     if old_settings is not None and old_settings != settings:
         diff = sorted(k for k in set(settings) | set(old_settings) if settings.get(k) != old_settings.get(k))
-        raise UserError(f"{root / MANIFEST}: {root} was converted with other settings ({', '.join(diff)}); "
-                        f"use a new --out folder or the same settings to resume")
+        raise UserError(f"{manifest_path(root, labels.task)}: {root} was converted with other settings "
+                        f"({', '.join(diff)}); use a new --out folder or the same settings to resume")
     todo, already = [], 0
     for track in labels.tracks:
         record = done.get(track.track_id)
@@ -935,7 +947,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m mgr_tf.ingest",
         description="Convert labelled audio files (wav, flac, ogg, mp3) into the dataset layout that "
                     "mgr_tf.train reads: one clip per file, full and beat-synchronous fused (mel + chroma) "
-                    "features. Resumable: finished clips are listed in ROOT/ingest_manifest.jsonl and skipped "
+                    "features. Resumable: finished clips are listed in ROOT/ingest_manifest_<task>.jsonl and skipped "
                     "on the next run; bad files are reported and counted in ROOT/ingest_summary.json.",
         epilog="Unknown flags after --beam are passed to Apache Beam as pipeline options "
                "(e.g. --runner=DirectRunner --direct_num_workers=2).")

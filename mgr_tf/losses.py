@@ -52,24 +52,16 @@ def _segment_mean_rows(values: tf.Tensor, segment_ids: tf.Tensor) -> tf.Tensor:
 
 
 def _suffix_max(m: tf.Tensor) -> tf.Tensor:
-    """out[..., i] = max(m[..., i:]) by log2(n) doubling steps (TensorFlow has no cumulative max)."""
-    n = m.shape[-1] if m.shape[-1] is not None else tf.shape(m)[-1]
-    shift = 1
-    fill_value = tf.constant(-np.inf, m.dtype)
-    steps = int(np.ceil(np.log2(max(int(n), 2)))) if isinstance(n, int) else None
-    if steps is None:
-        # Dynamic length: a while loop of doublings.
-        def body(shift, m):
-            shifted = tf.concat([m[..., shift:], tf.fill(tf.concat([tf.shape(m)[:-1], [shift]], 0), fill_value)], -1)
-            return shift * 2, tf.maximum(m, shifted[..., :tf.shape(m)[-1]])
+    """out[..., i] = max(m[..., i:]) in log2(n) doubling steps (TensorFlow has no cumulative max)."""
+    n = tf.shape(m)[-1]
+    positions = tf.range(n)
 
-        return tf.while_loop(lambda shift, m: shift < tf.shape(m)[-1], body, [tf.constant(1), m])[1]
-    for _ in range(steps):
-        shifted = tf.concat([m[..., shift:], tf.fill(tf.concat([tf.shape(m)[:-1], [min(shift, int(n))]], 0),
-                                                     fill_value)], -1)
-        m = tf.maximum(m, shifted)
-        shift *= 2
-    return m
+    def step(shift, m):
+        # Clamping at the last index is harmless: every suffix contains it. A gather (not a concat
+        # with a fill) keeps the shapes static for XLA whatever the shift.
+        return shift * 2, tf.maximum(m, tf.gather(m, tf.minimum(positions + shift, n - 1), axis=-1))
+
+    return tf.while_loop(lambda shift, _: shift < n, step, [tf.constant(1), m])[1]
 
 
 def isotonic_decreasing(y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -145,7 +145,7 @@ def _read_history(csv_path: Path) -> dict[str, list[float]]:
     history: dict[str, list[float]] = {}
     for epoch in sorted(rows):
         for key, value in rows[epoch].items():
-            history.setdefault(key, []).append(float(value) if value not in ("", None) else float("nan"))
+            history.setdefault(key, []).append(float("nan") if value in ("", "NA", None) else float(value))
     return history
 
 
@@ -164,7 +164,8 @@ def _callbacks(run_dir: Path, phase: str, monitor: tuple[str, str], train: Train
                                         mode=mode, save_best_only=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs" / phase)),
         keras.callbacks.CSVLogger(str(run_dir / f"history_{phase}.csv"), append=True),
-        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup" / phase)),
+        # double_checkpoint keeps the previous backup, used when a kill corrupted the latest one mid-write.
+        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup" / phase), double_checkpoint=True),
     ], verbose_progress
 
 
@@ -276,6 +277,9 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
         "counts": info.counts, "command": command,
         "task_weights_plot": R.plot_task_weights(history, run_dir / "task_weights.png"),
     }
+    if train_config.overfit_batch:
+        # Training-mode metrics of the last epoch: inference-mode ones lag behind through batch-norm statistics.
+        report["overfit"] = {key: values[-1] for key, values in history.items()}
     emotion_rhos = [metrics[n]["spearman"] for n in EMOTIONS if n in metrics]
     if emotion_rhos:
         report["mean_spearman"] = float(np.mean(emotion_rhos))

@@ -37,7 +37,8 @@ def music(seconds: float, seed: int, sr: int = SR, stereo: bool = False) -> np.n
 def tree_digest(root: Path) -> dict[str, str]:
     """sha256 of every dataset file under root (sample and label files)."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in (MANIFEST, SUMMARY)}
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != SUMMARY and not p.name.startswith("ingest_manifest")}
 
 
 @pytest.fixture(scope="session")
@@ -115,8 +116,9 @@ def test_interrupted_run_resumes_and_matches_one_run(audio_dir, genre_root, tmp_
     cfg = IngestConfig(workers=1, test_fraction=0.25)
     ingest(audio_dir, [audio_dir / "genres.csv"], out, cfg, FCFG, progress=False)
     # Simulate a run killed halfway: drop the last records and a label file, truncate the last line.
-    lines = (out / MANIFEST).read_text().splitlines()
-    (out / MANIFEST).write_text("\n".join(lines[:6]) + "\n" + lines[6][:20])
+    manifest = out / MANIFEST.format(task="genre")
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines[:6]) + "\n" + lines[6][:20])
     (out / "fma_genre_spectrograms" / "test_labels.txt").unlink()
     summary = ingest(audio_dir, [audio_dir / "genres.csv"], out, cfg, FCFG, progress=False)
     assert summary["already_converted"] == 5 and summary["converted"] == 7
@@ -238,14 +240,17 @@ def test_fma_metadata_formats(tmp_path):
                                                           ("5.fused.full.npy.gz", "Hip-Hop")]
     rows, _ = mgr_io.read_genre_labels(out / "fma_genre_spectrograms" / "test_labels.txt")
     assert [(name, genre) for _, name, genre in rows] == [("1042.fused.full.npy.gz", "Jazz")]
-    # echonest + tracks: emotions, FMA's split, and the subset filter (1042 is medium only).
-    out2 = tmp_path / "out2"
+    # echonest + tracks into the same root: emotions, FMA's split, the subset filter (1042 is medium
+    # only), and the genre sub-datasets of the first run stay as they are.
+    genre_files = tree_digest(out)
+    out2 = out
     assert main([str(fma), str(meta / "tracks.csv"), str(meta / "echonest.csv"), "--out", str(out2),
                  "--clip-seconds", str(CLIP), "--workers", "1", "--fma-subset", "small", "--quiet"]) == 0
     rows, _ = mgr_io.read_emotion_labels(out2 / "multitask_dataset" / "train_labels.txt")
     assert [(r[1], r[2]) for r in rows] == [("2", (0.1, 0.9, 0.2)), ("5", (0.25, 0.7, 0.35))]
     rows, _ = mgr_io.read_emotion_labels(out2 / "multitask_dataset" / "test_labels.txt")
     assert [r[1] for r in rows] == ["140"]
+    assert {k: v for k, v in tree_digest(out).items() if k.startswith("fma_genre")} == genre_files
 
 
 def test_split_is_deterministic_and_stratified():

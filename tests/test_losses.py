@@ -92,7 +92,8 @@ def test_ties_give_finite_values_and_gradients(method):
 def test_works_under_jit_compile(method):
     x = tf.constant(np.random.default_rng(4).standard_normal((3, 16)).astype(np.float32))
 
-    @tf.function(jit_compile=True)
+    # Unknown sizes at trace time, as in model.fit's train function.
+    @tf.function(jit_compile=True, input_signature=[tf.TensorSpec([None, None], tf.float32)])
     def ranks_and_grad(v):
         with tf.GradientTape() as tape:
             tape.watch(v)
@@ -103,6 +104,11 @@ def test_works_under_jit_compile(method):
     r, g = ranks_and_grad(x)
     np.testing.assert_allclose(r.numpy(), soft_rank(x, method, 0.5).numpy(), atol=1e-5)
     assert np.all(np.isfinite(g.numpy()))
+    loss = MSESpearmanLoss(method=method)
+    y = tf.constant(np.linspace(0, 1, 16, dtype=np.float32)[:, None])
+    jit_loss = tf.function(lambda a, b: loss(a, b), jit_compile=True,
+                           input_signature=[tf.TensorSpec([None, 1], tf.float32)] * 2)
+    assert float(jit_loss(y, x[0][:, None])) == pytest.approx(float(loss(y, x[0][:, None])), abs=1e-5)
 
 
 def test_rank_with_ties_matches_scipy():

@@ -139,6 +139,10 @@ def test_ast_weights_from_keras_file(tmp_path):
     target = tiny_model("ast", "valence", config=config)
     np.testing.assert_array_equal(np.array(target.get_layer("encoder_1").weights[0]),
                                   np.array(source.get_layer("encoder_1").weights[0]))
+    target.save_weights(tmp_path / "valence.weights.h5")
+    other = tiny_model("ast", "valence")
+    assert load_backbone_weights(other, tmp_path / "valence.weights.h5") > 0
+    np.testing.assert_array_equal(np.array(other.get_layer("valence").kernel), np.array(target.get_layer("valence").kernel))
     with pytest.raises(FileNotFoundError, match="missing.keras"):
         load_backbone_weights(target, tmp_path / "missing.keras")
 

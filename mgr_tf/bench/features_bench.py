@@ -6,6 +6,8 @@ the ratio TF / librosa is measured side by side in one run (target >= 1x).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from mgr_tf.bench import Row, timeit
@@ -55,7 +57,7 @@ def run(quick: bool) -> list[Row]:
 
     lib_s = min(timeit(librosa_all, repeat=repeat)) / batch
     lib_rate = 1.0 / lib_s
-    fn = tf.function(lambda x: fused_features(x, cfg))
+    fn = tf.function(functools.partial(fused_features, cfg=cfg), autograph=False)
     single = tf.constant(clips[:1])
     full = tf.constant(clips)
     tf1_s = min(timeit(lambda: fn(single).numpy(), repeat=max(3, repeat * 3)))

@@ -55,14 +55,14 @@ def build_model(config: ModelConfig, task: str, *, num_bands: int, frames: int, 
         A model with input "spectrogram" (batch, time, num_bands) of raw values and a dict of outputs
         keyed by output name ("genre" and/or "valence", "energy", "danceability").
     """
-    outputs_names = task_outputs(task)  # validates task
-    del outputs_names
+    task_outputs(task)  # raises ValueError on an unknown task before anything is built
     inputs = keras.Input(shape=(None, num_bands), name=INPUT_NAME)
     x = SpectrogramNormalization(num_bands, norm_mean, norm_std, name=NORM_LAYER)(inputs)
     features = BACKBONES[config.family](config, x, frames=frames)
     features = keras.layers.Identity(name=EMBEDDING_LAYER)(features)
     outputs = add_heads(features, task, config, num_classes=num_classes, class_names=class_names)
-    model = keras.Model(inputs, outputs, name=f"{config.family}_{task}")
+    # Dict inputs: dataset elements are ({"spectrogram": x}, targets), so the model takes that dict as is.
+    model = keras.Model({INPUT_NAME: inputs}, outputs, name=f"{config.family}_{task}")
     if config.family == "ast" and config.ast_weights:
         load_backbone_weights(model, config.ast_weights)
     return model
@@ -104,7 +104,7 @@ def transfer_model(genre_model: keras.Model, task: str, config: ModelConfig) -> 
     features = clone.get_layer(EMBEDDING_LAYER).output
     outputs = add_heads(features, task, config)
     family = genre_model.name.split("_")[0]
-    return keras.Model(clone.inputs, outputs, name=f"{family}_{task}_from_genre")
+    return keras.Model(clone.input, outputs, name=f"{family}_{task}_from_genre")
 
 
 def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:
@@ -142,8 +142,8 @@ def load_backbone_weights(model: keras.Model, path: str | Path) -> int:
 
     Args:
         model: the model to initialise.
-        path: a `.keras` file (any model of this package) or a `.weights.h5` file saved from a model of
-            the same architecture.
+        path: a `.keras` file (any model of this package) or a `.weights.h5` file saved by
+            `save_weights` from a model of the same architecture and task (loaded whole).
 
     Returns:
         The number of layers copied.
@@ -156,8 +156,8 @@ def load_backbone_weights(model: keras.Model, path: str | Path) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: backbone weights file not found")
     if path.name.endswith(".weights.h5"):
-        model.load_weights(str(path), skip_mismatch=True)
-        return len(model.layers)
+        model.load_weights(str(path))
+        return sum(1 for layer in model.layers if layer.weights)
     if path.suffix != ".keras":
         raise ValueError(f"{path}: expected a .keras or .weights.h5 file")
     source = keras.models.load_model(str(path), compile=False)
