@@ -445,9 +445,11 @@ def make_dataset(config: DataConfig, split: str, *, with_ids: bool = False,
         shuffle = split == "train"
     bands = BAND_SLICES[config.features]
     num_bands = bands[1] - bands[0]
-    ds = _records(config, split, with_ids=with_ids, bands=bands).cache()
+    count = len(split_ids(config, split))
+    # The split filter hides the size from tf.data; stating it lets Keras size epochs and progress bars.
+    ds = _records(config, split, with_ids=with_ids, bands=bands).apply(
+        tf.data.experimental.assert_cardinality(count)).cache()
     if shuffle:
-        count = len(split_ids(config, split))
         ds = ds.shuffle(max(1, min(config.shuffle_buffer, count)), seed=config.seed,
                         reshuffle_each_iteration=True)
     length = config.frames if not config.variable_length else None

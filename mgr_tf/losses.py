@@ -9,8 +9,10 @@ soft ranks. Two kinds are provided, both batched over the last axis, both runnin
   (ICML 2020), l2 regularisation: the Euclidean projection of x / eps onto the permutahedron of
   (n, ..., 1), obtained by sorting and an isotonic regression. The isotonic regression is solved
   here in closed form (the min-max formula over block means, evaluated for all positions at once),
-  which is exactly what pool-adjacent-violators returns, but vectorised for the graph; the gradient
-  is written by hand: within each pooled block it averages (Blondel et al., section 5).
+  which is exactly what pool-adjacent-violators returns, but vectorised for the graph and XLA; the
+  gradient is written by hand: within each pooled block it averages (Blondel et al., section 5).
+  This costs O(n^2 log n) time and O(n^2) memory instead of PAV's O(n log n): cheap for the batch
+  sizes a Spearman loss ranks (n <= 512), slower than "pairwise" beyond that.
 
 Ranks are ascending and 1-based: the largest of n values has rank n.
 """

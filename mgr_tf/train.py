@@ -60,7 +60,7 @@ class TrainConfig:
     patience: int = 5
     lr_patience: int = 3
     spearman_weight: float = 1.0
-    spearman_method: str = "pairwise"
+    spearman_method: str = "permutahedron"
     spearman_strength: float = 0.1
     loss_weights: tuple[float, ...] = (1.0, 1.0, 1.0)
     learned_weights: bool = False

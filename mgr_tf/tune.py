@@ -796,21 +796,38 @@ def best_json(study: Study, rows: list[dict], tuner) -> dict:
     best = trials[0]
     trial = tuner.oracle.trials[best["trial"]]
     weights = [best[f"w_{t}"] for t in EMOTIONS]
-    train_flags = ["--task multitask", f"--model {study.model}", f"--features {study.features}",
-                   "--beat" if study.beat else "", "--loss-weights " + " ".join(f"{w:.4f}" for w in weights)]
     values = {k: best[k] for k, _ in study.space}
-    if "learning_rate" in values:
-        train_flags.append(f"--lr {values['learning_rate']:.3g}")
-    if "dropout" in values:
-        train_flags.append(f"--dropout {values['dropout']:.3g}")
-    if "spearman_weight" in values:
-        train_flags.append(f"--spearman-weight {values['spearman_weight']:.3g}")
+    setting = Setting(tuple(weights), False, tuple(values.items()))
+    model_cfg, train_cfg = tuner.hypermodel.configs(setting)
+    data = tuner.hypermodel.data
+    flags = ["--task", "multitask", "--model", study.model, "--features", study.features]
+    flags += _changed_flags(data, DataConfig(), skip=("task", "features", "variable_length"))
+    flags += _changed_flags(model_cfg, type(model_cfg)(family=study.model), skip=("family",))
+    flags += _changed_flags(train_cfg, type(train_cfg)(), skip=("loss_weights", "learned_weights"))
+    flags += ["--loss-weights", *(f"{w:.4f}" for w in weights)]
     return {"trial_id": best["trial"], OBJECTIVE: best[OBJECTIVE],
             "weights": dict(zip(EMOTIONS, weights)), "values": values,
             "val_spearman": {t: best[f"val_{t}_spearman"] for t in EMOTIONS}, "best_epoch": best["best_epoch"],
             "hyperparameters": dict(trial.hyperparameters.values),
             "best_overall": {"trial": rows[0]["trial"], OBJECTIVE: rows[0][OBJECTIVE]},
-            "train_command": "python -m mgr_tf.train " + " ".join(f for f in train_flags if f)}
+            "train_command": "python -m mgr_tf.train " + " ".join(shlex.quote(f) for f in flags)}
+
+
+def _changed_flags(config, defaults, skip=()) -> list[str]:
+    """`mgr_tf.train` flags for the fields of `config` that differ from `defaults` (flag = --field-name)."""
+    flags = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name in skip or value == getattr(defaults, field.name):
+            continue
+        flag = "--" + ("lr" if field.name == "learning_rate" else field.name.replace("_", "-"))
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, (tuple, list)):
+            flags += [flag, *(str(v) for v in value)]
+        elif value is not None:
+            flags += [flag, f"{value:.4g}" if isinstance(value, float) else str(value)]
+    return flags
 
 
 # --------------------------------------------------------------------------------------------- export
@@ -876,8 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Each trial trains a model with the same code as mgr_tf.train and is scored by the mean "
                     "validation Spearman correlation. Rerunning the same command continues the study. "
                     "Distributed tuning: set KERASTUNER_TUNER_ID (chief / tuner0, tuner1, ...), "
-                    "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT (see tuning/README.md).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT (see tuning/README.md).")
     parser.add_argument("study", help="study file, e.g. tuning/multitask_weights.json")
     parser.add_argument("--data-dir", default=None,
                         help="dataset root (overrides the study's data_dir; default: the study's, else the "
@@ -888,12 +904,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export", default=None, metavar="NAME",
                         help="retrain the best configuration on train + validation and export it as "
                              "exported_models/NAME/<version>/ (default: no export)")
-    parser.add_argument("--export-root", default="exported_models", help="export root folder")
+    parser.add_argument("--export-root", default="exported_models", help="export root folder (default: exported_models)")
     parser.add_argument("--references", action=argparse.BooleanOptionalAction, default=None,
                         help="train the reference rows (equal, published, learned weights) once, cached in the "
                              "run folder (default: the study's 'references', true)")
     parser.add_argument("--export-from", choices=["trial", "overall"], default="trial",
-                        help="with --export: the best tuned trial, or the best row overall (references included)")
+                        help="with --export: the best tuned trial, or the best row overall (references included) "
+                             "(default: trial)")
     return parser
 
 
@@ -952,7 +969,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if role and not is_worker:
         print(f"[tune] chief: oracle listening on {os.environ['KERASTUNER_ORACLE_IP']}:"
               f"{os.environ['KERASTUNER_ORACLE_PORT']}; start the workers now", flush=True)
-    tuner.search(verbose=0)
+    try:
+        tuner.search(verbose=0)
+    except RuntimeError as exc:
+        if "consecutive failures" not in str(exc):
+            raise
+        cause = [line for line in str(exc).splitlines() if line.strip()][-1]
+        raise UserError(f"{args.study}: trials keep failing ({cause}); see the traceback above") from None
     if is_worker:
         print(f"[tune] worker {role}: no trials left, exiting", flush=True)
         return 0
