@@ -160,3 +160,14 @@ def test_killed_run_resumes_and_ends_with_the_same_epochs(tiny_corpus, tmp_path)
     epochs_logged = [int(r["epoch"]) for r in csv.DictReader(open(history))]
     assert sorted(set(epochs_logged)) == list(range(epochs))
     assert len(epochs_logged) <= epochs + 1  # at most the epoch in flight at the kill is logged twice
+
+
+def test_unlabelled_test_split_evaluates_on_validation_and_says_so(tmp_path):
+    from mgr_tf.synth import generate_corpus
+
+    root = tmp_path / "withheld"
+    generate_corpus(root, seed=1, clips=40, duration=4.0, withhold_test_labels=True, progress=False)
+    _, report = run_train(["--task", "danceability", "--beat", "--data-dir", str(root), "--epochs", "1",
+                           *TINY_CNN], tmp_path)
+    assert report["eval_split"] == "validation" and "no labels" in report["eval_split_reason"]
+    assert report["metrics"]["danceability"]["num_examples"] == report["counts"]["validation"]

@@ -51,4 +51,34 @@ def run(quick: bool = False) -> list[Row]:
             rows.append(Row("serving", f"{family} batch {big} throughput, served", thr["served"], "examples/s",
                             ratio=thr["served"] / thr["direct"], baseline="Keras direct call",
                             target=">= 0.83x (time within 1.2x)", extra={"direct": thr["direct"], "frames": frames}))
+        rows.append(_audio_prediction_latency(tmp, repeat))
     return rows
+
+
+def _audio_prediction_latency(tmp: str, repeat: int) -> Row:
+    """End to end: a 30 s wav file -> decode -> in-graph features -> CNN genre probabilities (`mgr_tf.predict`)."""
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from mgr_tf.config import FeatureConfig, to_dict
+    from mgr_tf.export import export_model
+    from mgr_tf.genres import GENRES_10
+    from mgr_tf.models import ModelConfig, build_model
+    from mgr_tf.predict import Predictor
+
+    cfg = FeatureConfig()
+    model = build_model(ModelConfig(family="cnn"), "genre", num_bands=140, frames=1293)
+    config = {"task": "genre", "class_names": list(GENRES_10), "num_bands": 140, "features": to_dict(cfg),
+              "data": {"features": "fused", "beat": False}}
+    path = export_model(model, "audio", task="genre", class_names=GENRES_10, num_bands=140, config=config,
+                        root=tmp, waveform=True, feature_config=cfg)
+    rng = np.random.default_rng(0)
+    t = np.arange(int(cfg.clip_seconds * cfg.sample_rate)) / cfg.sample_rate
+    wave = 0.2 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(t.size)
+    wav = Path(tmp) / "clip.wav"
+    sf.write(wav, wave.astype(np.float32), cfg.sample_rate)
+    predictor = Predictor(path)
+    seconds = float(np.median(timeit(lambda: predictor.predict_file(wav), repeat=repeat, warmup=1)))
+    return Row("serving", "audio file -> genre (30 s wav, decode + in-graph features + CNN)", seconds * 1e3, "ms",
+               extra={"signature": "serving_waveform"})
