@@ -446,13 +446,21 @@ def make_dataset(config: DataConfig, split: str, *, with_ids: bool = False,
     bands = BAND_SLICES[config.features]
     num_bands = bands[1] - bands[0]
     count = len(split_ids(config, split))
+    length = config.frames if not config.variable_length else None
     # The split filter hides the size from tf.data; stating it lets Keras size epochs and progress bars.
     ds = _records(config, split, with_ids=with_ids, bands=bands).apply(
-        tf.data.experimental.assert_cardinality(count)).cache()
+        tf.data.experimental.assert_cardinality(count))
+    if length is not None:
+        # Pad before the cache, so later epochs only shuffle and batch fixed-size examples.
+        ds = ds.map(lambda features, targets: (
+            {**features, "spectrogram": tf.ensure_shape(tf.pad(
+                features["spectrogram"], [[0, length - tf.shape(features["spectrogram"])[0]], [0, 0]]),
+                [length, num_bands])},
+            targets), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(max(1, min(config.shuffle_buffer, count)), seed=config.seed,
                         reshuffle_each_iteration=True)
-    length = config.frames if not config.variable_length else None
     padded = ({"spectrogram": [length, num_bands]} | ({"track_id": []} if with_ids else {}),
               {name: [] if config.task == "genre" else [1] for name in _output_names(config)})
     if config.variable_length and split == "train":
@@ -462,6 +470,8 @@ def make_dataset(config: DataConfig, split: str, *, with_ids: bool = False,
             bucket_boundaries=boundaries,
             bucket_batch_sizes=[config.batch_size] * (len(boundaries) + 1),
             padded_shapes=padded)
+    elif length is not None:
+        ds = ds.batch(config.batch_size)
     else:
         ds = ds.padded_batch(config.batch_size, padded_shapes=padded)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -220,7 +220,7 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
     if train_config.overfit_batch:
         one_batch = train_ds.take(1).cache()
         fit_model = compile_for_task(model, data, train_config, train_config.learning_rate)
-        fit_model.fit(one_batch, epochs=train_config.epochs, verbose=2,
+        fit_model.fit(one_batch, epochs=train_config.epochs, verbose=2, shuffle=False,
                       callbacks=[keras.callbacks.CSVLogger(str(run_dir / "history_main.csv"))])
         eval_ds, eval_split, reason = one_batch, "train", "--overfit-batch: the single training batch itself"
     else:
@@ -241,7 +241,8 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
             extra = extra_callbacks(fit_model, data)
             callbacks, verbose = _callbacks(run_dir, phase, monitor, train_config, extra)
             print(f"[train] phase {phase}: up to {epochs} epochs, learning rate {lr:g}", flush=True)
-            fit_model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+            fit_model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose,
+                          shuffle=False)  # the pipeline shuffles, seeded
         if info.test_labelled:
             eval_ds, eval_split, reason = D.make_dataset(data, "test"), "test", "the test split is labelled"
         else:
