@@ -175,6 +175,9 @@ def render_markdown(report: Mapping) -> str:
         if len(emotions) > 1:
             lines.append(f"\nMean Spearman: **{report['mean_spearman']:.3f}**")
         lines += [""] + [f"![{n}](scatter_{n}.png)" for n in emotions] + [""]
+    if report.get("overfit"):
+        lines += ["Memorisation check (--overfit-batch), training-mode metrics of the last epoch: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in report["overfit"].items()), ""]
     lines += ["## Training", "", f"Epochs run: {report['epochs_run']}; wall time {report['train_seconds']:.0f} s.",
               "", "![training curves](curves.png)", ""]
     if report.get("task_weights_plot"):

@@ -280,7 +280,7 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
     }
     if train_config.overfit_batch:
         # Training-mode metrics of the last epoch: inference-mode ones lag behind through batch-norm statistics.
-        report["overfit"] = {key: values[-1] for key, values in history.items()}
+        report["overfit"] = {key: values[-1] for key, values in history.items() if not key.startswith("val_")}
     emotion_rhos = [metrics[n]["spearman"] for n in EMOTIONS if n in metrics]
     if emotion_rhos:
         report["mean_spearman"] = float(np.mean(emotion_rhos))
@@ -423,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_name = default_run_name(data, args.model)
     run_dir = Path(args.out or Path("runs") / run_name)
     export_name = None if args.export.lower() == "none" else (run_name if args.export == "auto" else args.export)
+    if train_config.overfit_batch and args.export == "auto":
+        export_name = None  # a model memorising one batch is a check, not something to serve
     command = "python -m mgr_tf.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     report = train(data, model_config, train_config, run_dir, export_name=export_name,
                    export_root=args.export_root, command=command.strip())

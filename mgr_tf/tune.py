@@ -489,7 +489,7 @@ def _hypermodel_class():
             train_ds, val_ds = self.datasets()
             try:
                 return model.fit(train_ds, validation_data=val_ds, epochs=epochs or self.study.epochs,
-                                 initial_epoch=initial_epoch, verbose=0,
+                                 initial_epoch=initial_epoch, verbose=0, shuffle=False,
                                  callbacks=[*extra_callbacks(model, self.data), *callbacks])
             finally:
                 self.execution += 1
@@ -626,7 +626,7 @@ def reference_rows(study: Study, hypermodel, run_dir: Path) -> list[dict]:
         for execution in range(study.executions_per_trial):
             hypermodel.execution = execution
             _model, fit_model = hypermodel.build_setting(setting)
-            history = fit_model.fit(train_ds, validation_data=val_ds, epochs=study.epochs, verbose=0,
+            history = fit_model.fit(train_ds, validation_data=val_ds, epochs=study.epochs, verbose=0, shuffle=False,
                                     callbacks=extra_callbacks(fit_model, hypermodel.data)).history
             curve = history.get(OBJECTIVE) or [float("nan")]
             best = max(range(len(curve)), key=lambda i: -math.inf if math.isnan(curve[i]) else curve[i])
@@ -861,7 +861,8 @@ def export_best(study: Study, hypermodel, row: dict, run_dir: Path, name: str, r
     train_cfg = dataclasses.replace(train_cfg, epochs=epochs)
     print(f"[tune] export: retraining {row['trial']} on train + validation ({info.counts['train']} clips) "
           f"for {epochs} epoch(s)", flush=True)
-    fit_model.fit(make_dataset(full, "train"), epochs=epochs, verbose=2, callbacks=extra_callbacks(fit_model, full))
+    fit_model.fit(make_dataset(full, "train"), epochs=epochs, verbose=2, shuffle=False,
+                  callbacks=extra_callbacks(fit_model, full))
     config = {"data": to_dict(full), "model": to_dict(model_cfg), "train": to_dict(train_cfg),
               "features": to_dict(FeatureConfig()), "task": "multitask", "class_names": [],
               "num_bands": info.num_bands, "frames": info.frames, "data_fingerprint": info.fingerprint,
