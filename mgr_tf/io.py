@@ -204,34 +204,17 @@ def read_genre_labels(path: str | Path, *, skip_bad: bool = False
     first_no, first = lines[0]
     if ".npy" in first:
         raise ValueError(f"{path}:{first_no}: missing header line (the first line is a data line: {first!r})")
-    rows: list[tuple[int, str, str]] = []
-    skipped: list[Skipped] = []
-    seen: dict[str, int] = {}
-    for no, line in lines[1:]:
-        try:
-            parts = line.split("\t")
-            if len(parts) != 2:
-                raise ValueError(
-                    f"{path}:{no}: expected '<id>.fused.full.npy.gz<TAB><Genre>' (one tab), got {line!r}"
-                )
-            name, genre = parts[0].strip(), parts[1].strip()
-            if genre not in GENRES_20:
-                raise ValueError(f"{path}:{no}: unknown genre {genre!r} (expected one of the 20 FMA genres: "
-                                 f"{', '.join(GENRES_20)})")
-            track_id = track_id_from_name(name)
-            if not track_id:
-                raise ValueError(f"{path}:{no}: empty track id")
-            if track_id in seen:
-                raise ValueError(f"{path}:{no}: duplicate id {track_id!r} (first on line {seen[track_id]})")
-            seen[track_id] = no
-            rows.append((no, name, genre))
-        except ValueError as exc:
-            if not skip_bad:
-                raise
-            skipped.append(Skipped(f"{path}:{no}", str(exc).split(": ", 1)[1]))
-    if not rows and not skipped:
-        raise ValueError(f"{path}: empty split (a header but no label lines)")
-    return rows, skipped
+    def parse(no: int, line: str):
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise ValueError(f"{path}:{no}: expected '<id>.fused.full.npy.gz<TAB><Genre>' (one tab), got {line!r}")
+        name, genre = parts[0].strip(), parts[1].strip()
+        if genre not in GENRES_20:
+            raise ValueError(f"{path}:{no}: unknown genre {genre!r} (expected one of the 20 FMA genres: "
+                             f"{', '.join(GENRES_20)})")
+        return track_id_from_name(name), (no, name, genre)
+
+    return _parse_label_lines(path, lines[1:], parse, skip_bad)
 
 
 def read_emotion_labels(path: str | Path, *, skip_bad: bool = False
@@ -265,31 +248,43 @@ def read_emotion_labels(path: str | Path, *, skip_bad: bool = False
         if ".npy" in first or first.split(",")[0].strip().isdigit():
             raise ValueError(f"{path}:{first_no}: missing header line {expected!r} (got the data line {first!r})")
         raise ValueError(f"{path}:{first_no}: expected the header {expected!r}, got {first!r}")
-    rows: list[tuple[int, str, tuple[float, float, float]]] = []
+    def parse(no: int, line: str):
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 4:
+            raise ValueError(f"{path}:{no}: expected 4 comma-separated fields '<id>,<valence>,<energy>,"
+                             f"<danceability>', got {line!r}")
+        values = []
+        for name, text in zip(EMOTIONS, parts[1:]):
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"{path}:{no}: {name} {text!r} is not a number") from None
+            if not 0.0 <= value <= 1.0:  # also rejects NaN
+                raise ValueError(f"{path}:{no}: {name} {text} is outside [0, 1]")
+            values.append(value)
+        return track_id_from_name(parts[0]), (no, parts[0], (values[0], values[1], values[2]))
+
+    return _parse_label_lines(path, lines[1:], parse, skip_bad)
+
+
+def _parse_label_lines(path: Path, lines: list[tuple[int, str]], parse, skip_bad: bool) -> tuple[list, list[Skipped]]:
+    """Applies `parse(line number, text) -> (track id, row)` to each data line of a label file.
+
+    Empty and duplicate ids are errors too. Each error names file and line; with `skip_bad` the line
+    is collected as `Skipped` instead.
+    """
+    rows: list = []
     skipped: list[Skipped] = []
     seen: dict[str, int] = {}
-    for no, line in lines[1:]:
+    for no, line in lines:
         try:
-            parts = [p.strip() for p in line.split(",")]
-            if len(parts) != 4:
-                raise ValueError(f"{path}:{no}: expected 4 comma-separated fields '<id>,<valence>,<energy>,"
-                                 f"<danceability>', got {line!r}")
-            track_id = track_id_from_name(parts[0])
+            track_id, row = parse(no, line)
             if not track_id:
                 raise ValueError(f"{path}:{no}: empty track id")
-            values = []
-            for name, text in zip(EMOTIONS, parts[1:]):
-                try:
-                    value = float(text)
-                except ValueError:
-                    raise ValueError(f"{path}:{no}: {name} {text!r} is not a number") from None
-                if not 0.0 <= value <= 1.0:  # also rejects NaN
-                    raise ValueError(f"{path}:{no}: {name} {text} is outside [0, 1]")
-                values.append(value)
             if track_id in seen:
                 raise ValueError(f"{path}:{no}: duplicate id {track_id!r} (first on line {seen[track_id]})")
             seen[track_id] = no
-            rows.append((no, parts[0], (values[0], values[1], values[2])))
+            rows.append(row)
         except ValueError as exc:
             if not skip_bad:
                 raise
