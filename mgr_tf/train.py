@@ -192,10 +192,10 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
 
     check_flags(data, train_config)
     run_dir.mkdir(parents=True, exist_ok=True)
+    info = D.dataset_info(data)  # may generate the corpus and build records: done before seeding, so a
+    # first run (which generates) and later runs (which reuse) start training from the same random state
     keras.utils.set_random_seed(data.seed)
     tf.config.experimental.enable_op_determinism()
-
-    info = D.dataset_info(data)
     config = {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(train_config),
               "features": to_dict(FeatureConfig()), "task": data.task, "class_names": list(info.class_names),
               "num_bands": info.num_bands, "frames": info.frames, "data_fingerprint": info.fingerprint,
