@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import os
 import shlex
 import subprocess
@@ -183,7 +182,6 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
         command: the command line, recorded in the report.
     """
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from mgr_tf import data as D
@@ -249,6 +247,22 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
             eval_ds, eval_split, reason = val_ds, "validation", "the test split has no labels"
     train_seconds = time.time() - started
     model.save(run_dir / "model.keras")
+    report = _evaluate(model, eval_ds, run_dir, data, model_config, info, config,
+                       eval_split=eval_split, reason=reason, train_seconds=train_seconds, command=command,
+                       overfit=train_config.overfit_batch)
+    if export_name:
+        report["export_dir"] = str(export_run(run_dir, name=export_name, root=export_root, metrics=report["metrics"]))
+    write_json(run_dir / "report.json", report)
+    (run_dir / "report.md").write_text(R.render_markdown(report))
+    return report
+
+
+def _evaluate(model, eval_ds, run_dir: Path, data: DataConfig, model_config, info, config: dict, *,
+              eval_split: str, reason: str, train_seconds: float, command: str, overfit: bool) -> dict:
+    """Scores `model` on `eval_ds`, draws the plots into `run_dir` and returns the report dict."""
+    import numpy as np
+
+    from mgr_tf import report as R
 
     y_true = collect_targets(eval_ds)
     predictions = model.predict(eval_ds, verbose=0)
@@ -278,16 +292,12 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
         "counts": info.counts, "command": command,
         "task_weights_plot": R.plot_task_weights(history, run_dir / "task_weights.png"),
     }
-    if train_config.overfit_batch:
+    if overfit:
         # Training-mode metrics of the last epoch: inference-mode ones lag behind through batch-norm statistics.
         report["overfit"] = {key: values[-1] for key, values in history.items() if not key.startswith("val_")}
     emotion_rhos = [metrics[n]["spearman"] for n in EMOTIONS if n in metrics]
     if emotion_rhos:
         report["mean_spearman"] = float(np.mean(emotion_rhos))
-    if export_name:
-        report["export_dir"] = str(export_run(run_dir, name=export_name, root=export_root, metrics=metrics))
-    write_json(run_dir / "report.json", report)
-    (run_dir / "report.md").write_text(R.render_markdown(report))
     return report
 
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import TINY_CNN, TINY_LSTM, run_train
+from conftest import TINY_CNN, run_train
 from mgr_tf.genres import EMOTIONS
 from mgr_tf.train import main
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
