@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mgr_tf import layout
+from mgr_tf.genres import EMOTIONS
+
 T = TypeVar("T")
 
 # Rows 0..127 of a fused array are log-mel, rows 128..139 chroma (reference section 1).
@@ -26,6 +29,17 @@ FUSED_BANDS = 140
 FULL_FRAMES = 1293  # padding length used by published code on the full spectrograms
 BEAT_FRAMES = 129  # ... and on the beat-synchronous ones
 TASKS = ("genre", "valence", "energy", "danceability", "multitask")
+
+
+def task_outputs(task: str) -> tuple[str, ...]:
+    """The output names a task's model has (and the targets its data carries).
+
+    Args:
+        task: genre, valence, energy, danceability or multitask.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    return EMOTIONS if task == "multitask" else (task,)
 
 
 @dataclass(frozen=True)
@@ -118,8 +132,7 @@ class DataConfig:
     @property
     def sub_dataset(self) -> str:
         """Folder name of the sub-dataset this task reads."""
-        base = "fma_genre_spectrograms" if self.task == "genre" else "multitask_dataset"
-        return base + ("_beat" if self.beat else "")
+        return layout.sub_datasets(self.task)[self.beat]
 
 
 def to_dict(config: Any) -> dict:

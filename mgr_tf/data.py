@@ -31,8 +31,8 @@ import numpy as np
 import tensorflow as tf
 
 from mgr_tf import io as mgr_io
-from mgr_tf.config import BAND_SLICES, FUSED_BANDS, DataConfig
-from mgr_tf.genres import EMOTIONS, class_names, map_index_table
+from mgr_tf.config import BAND_SLICES, FUSED_BANDS, DataConfig, task_outputs
+from mgr_tf.genres import class_names, map_index_table
 from mgr_tf.paths import cache_home, default_corpus_dir
 
 SPLITS = ("train", "validation", "test")
@@ -348,7 +348,7 @@ def dataset_info(config: DataConfig) -> DatasetInfo:
     return DatasetInfo(
         class_names=tuple(names),
         num_classes=len(names),
-        output_names=_output_names(config),
+        output_names=task_outputs(config.task),
         num_bands=hi - lo,
         frames=config.frames,
         norm_mean=mean[lo:hi],
@@ -360,11 +360,6 @@ def dataset_info(config: DataConfig) -> DatasetInfo:
         skipped=prepared.skipped,
     )
 
-
-def _output_names(config: DataConfig) -> tuple[str, ...]:
-    if config.task == "genre":
-        return ("genre",)
-    return EMOTIONS if config.task == "multitask" else (config.task,)
 
 
 def _records(config: DataConfig, split: str, *, cropped: bool = True,
@@ -390,7 +385,7 @@ def _records(config: DataConfig, split: str, *, cropped: bool = True,
 
     lo, hi = bands
     frames = config.frames
-    outputs = _output_names(config)
+    outputs = task_outputs(config.task)
 
     def to_pair(ex):
         x = ex["spectrogram"][:, lo:hi]
@@ -462,7 +457,7 @@ def make_dataset(config: DataConfig, split: str, *, with_ids: bool = False,
         ds = ds.shuffle(max(1, min(config.shuffle_buffer, count)), seed=config.seed,
                         reshuffle_each_iteration=True)
     padded = ({"spectrogram": [length, num_bands]} | ({"track_id": []} if with_ids else {}),
-              {name: [] if config.task == "genre" else [1] for name in _output_names(config)})
+              {name: [] if config.task == "genre" else [1] for name in task_outputs(config.task)})
     if config.variable_length and split == "train":
         boundaries = bucket_boundaries(config)
         ds = ds.bucket_by_sequence_length(

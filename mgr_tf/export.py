@@ -48,25 +48,22 @@ def _named_outputs(task: str, outputs: Mapping, class_names: Sequence[str]):
     return {name: tf.reshape(value, [-1]) for name, value in outputs.items()}
 
 
-def _add_waveform_endpoint(archive, model, task, class_names, feature_config, features) -> bool:
-    """Adds `serving_waveform` when the in-graph feature extractor is available; returns whether it did."""
+def _add_waveform_endpoint(archive, model, task, class_names, feature_config, features) -> None:
+    """Adds `serving_waveform`: waveforms through the in-graph feature extractor, then the model."""
     import tensorflow as tf
 
-    try:
-        from mgr_tf.features import AudioFeatures
-    except ImportError:
-        return False
+    from mgr_tf.features import AudioFeatures
+    from mgr_tf.models import INPUT_NAME
+
     extractor = AudioFeatures.from_feature_config(feature_config, bands=features)
-    extractor(tf.zeros([1, feature_config.n_fft], tf.float32))  # builds the layer before it is tracked
     archive.track(extractor)
 
     def serve_waveform(waveform):
         spectrogram = extractor(waveform)
-        return _named_outputs(task, model({"spectrogram": spectrogram}, training=False), class_names)
+        return _named_outputs(task, model({INPUT_NAME: spectrogram}, training=False), class_names)
 
     archive.add_endpoint("serving_waveform", serve_waveform,
                          input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
-    return True
 
 
 def export_model(model, name: str, *, task: str, class_names: Sequence[str], num_bands: int,
@@ -90,6 +87,8 @@ def export_model(model, name: str, *, task: str, class_names: Sequence[str], num
     import keras
     import tensorflow as tf
 
+    from mgr_tf.models import INPUT_NAME
+
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"bad export name {name!r}: use a plain folder name")
     model_root = Path(root) / name
@@ -101,13 +100,13 @@ def export_model(model, name: str, *, task: str, class_names: Sequence[str], num
             archive.track(model)
 
             def serve(spectrogram):
-                return _named_outputs(task, model({"spectrogram": spectrogram}, training=False), class_names)
+                return _named_outputs(task, model({INPUT_NAME: spectrogram}, training=False), class_names)
 
             archive.add_endpoint("serving_default", serve,
                                  input_signature=[tf.TensorSpec([None, None, num_bands], tf.float32,
-                                                                name="spectrogram")])
-            has_waveform = waveform and _add_waveform_endpoint(archive, model, task, class_names,
-                                                               feature_config, features)
+                                                                name=INPUT_NAME)])
+            if waveform:
+                _add_waveform_endpoint(archive, model, task, class_names, feature_config, features)
             archive.write_out(str(tmp), verbose=False)
         cudnn = find_ops(tmp, "Cudnn")
         if cudnn:
@@ -116,7 +115,7 @@ def export_model(model, name: str, *, task: str, class_names: Sequence[str], num
         assets = tmp / "assets"
         assets.mkdir(exist_ok=True)
         (assets / "labels.txt").write_text("\n".join(class_names) + "\n" if task == "genre" else "")
-        signatures = ["serving_default"] + (["serving_waveform"] if has_waveform else [])
+        signatures = ["serving_default"] + (["serving_waveform"] if waveform else [])
         write_json(assets / "config.json", {**dict(config), "signatures": signatures})
         write_json(assets / "metrics.json", dict(metrics or {}))
         while True:

@@ -198,6 +198,7 @@ class AudioFeatures(keras.layers.Layer):
         self.feature_config = FeatureConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
                                             n_mels=n_mels, n_chroma=n_chroma, fmin=fmin, fmax=fmax,
                                             top_db=top_db)
+        self.built = True  # no weights: nothing to build
 
     @classmethod
     def from_feature_config(cls, cfg: FeatureConfig, bands: str = "fused", **kwargs) -> "AudioFeatures":
@@ -214,12 +215,11 @@ class AudioFeatures(keras.layers.Layer):
 
     def call(self, waveform):
         cfg = self.feature_config
-        power = power_spectrogram(waveform, cfg)
         if self.bands == "mel":
-            return _mel_from_power(power, cfg)
+            return log_mel(waveform, cfg)
         if self.bands == "chroma":
-            return _chroma_from_power(power, cfg)
-        return tf.concat([_mel_from_power(power, cfg), _chroma_from_power(power, cfg)], axis=-1)
+            return chroma(waveform, cfg)
+        return fused_features(waveform, cfg)
 
     def compute_output_shape(self, input_shape):
         lo, hi = BAND_SLICES[self.bands]

@@ -46,9 +46,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from mgr_tf import layout
 from mgr_tf.cli import UserError, quiet_tensorflow, run_cli
 from mgr_tf.config import FeatureConfig, to_dict
 from mgr_tf.genres import EMOTIONS, GENRES_20
+from mgr_tf.io import id_sort_key
 
 # One manifest per task, so a root can hold both the genre and the multitask sub-datasets.
 MANIFEST = "ingest_manifest_{task}.jsonl"
@@ -290,7 +292,12 @@ def _plain_track_id(source: str) -> str:
         if name.lower().endswith(ext):
             name = name[: -len(ext)]
             break
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    return _safe_id(name)
+
+
+def _safe_id(text: str) -> str:
+    """`text` with every character outside [A-Za-z0-9_.-] replaced by "_" (a usable file name stem)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
 
 def _read_plain(path: Path, audio_dir: Path):
@@ -321,7 +328,7 @@ def _read_plain(path: Path, audio_dir: Path):
             row = dict(zip(columns, (c.strip() for c in raw)))
             source = row["path"]
             entry = {"source": source, "path": audio_dir / source, "line": where,
-                     "id": re.sub(r"[^A-Za-z0-9_.-]", "_", row["id"]) if row.get("id") else _plain_track_id(source),
+                     "id": _safe_id(row["id"]) if row.get("id") else _plain_track_id(source),
                      "split": row.get("split") or None}
             if entry["split"] not in (None, "train", "test"):
                 problems.append(Problem(where, "bad label", f"split {entry['split']!r} is not train or test"))
@@ -561,19 +568,6 @@ def make_extractor(fcfg: FeatureConfig):
     return tf.function(lambda x: fused_features(x, fcfg), input_signature=[tf.TensorSpec([None], tf.float32)])
 
 
-def sub_datasets(task: str) -> tuple[str, str]:
-    """(full, beat) sub-dataset folder names of a task.
-
-    Args:
-        task: "genre" or "multitask".
-    """
-    from mgr_tf import layout
-
-    if task == "genre":
-        return layout.GENRE_FULL, layout.GENRE_BEAT
-    return layout.MULTITASK_FULL, layout.MULTITASK_BEAT
-
-
 def convert_clip(track: Track, clip: np.ndarray, root: str | Path, task: str, cfg: IngestConfig,
                  fcfg: FeatureConfig, extractor):
     """Computes full and beat-synchronous features of a clip and writes both sample files.
@@ -590,14 +584,13 @@ def convert_clip(track: Track, clip: np.ndarray, root: str | Path, task: str, cf
     Returns:
         (manifest record dict, None) or (None, Problem).
     """
-    from mgr_tf import layout
     from mgr_tf.features import beat_sync
 
     full = extractor(clip).numpy()
     if not np.all(np.isfinite(full)):
         return None, Problem(track.source, "corrupt", "features hold non-finite values")
     beat = beat_sync(full, cfg=fcfg)
-    full_name, beat_name = sub_datasets(task)
+    full_name, beat_name = layout.sub_datasets(task)
     root = Path(root)
     layout.write_sample(root / full_name / track.split, track.track_id, full.T, cfg.gz)
     layout.write_sample(root / beat_name / track.split, track.track_id, beat.T, cfg.gz)
@@ -611,7 +604,7 @@ def convert_clip(track: Track, clip: np.ndarray, root: str | Path, task: str, cf
 
 
 def convert_track(track: Track, root: str | Path, task: str, cfg: IngestConfig, fcfg: FeatureConfig, extractor):
-    """Decode + features + write for one track (the Beam path and single-process runs).
+    """Decode + features + write for one track (the Beam path).
 
     Args:
         track: the track.
@@ -627,9 +620,15 @@ def convert_track(track: Track, root: str | Path, task: str, cfg: IngestConfig, 
     clip, problem = decode_track(track, cfg, fcfg)
     if problem is not None:
         return None, problem
+    return _convert_or_problem(track, clip, root, task, cfg, fcfg, extractor)
+
+
+def _convert_or_problem(track: Track, clip: np.ndarray, root: str | Path, task: str, cfg: IngestConfig,
+                        fcfg: FeatureConfig, extractor):
+    """`convert_clip`, with any failure returned as a Problem: one clip must not lose the run's finished work."""
     try:
         return convert_clip(track, clip, root, task, cfg, fcfg, extractor)
-    except Exception as exc:  # one clip's failure must not lose the run's finished work
+    except Exception as exc:
         return None, Problem(track.source, "error", f"feature extraction failed ({type(exc).__name__}: {exc})")
 
 
@@ -714,10 +713,6 @@ class Manifest:
         self.handle.close()
 
 
-def _id_key(track_id: str):
-    return (0, int(track_id), "") if track_id.isdigit() else (1, 0, track_id)
-
-
 def write_label_files(root: str | Path, task: str, records: Iterable[dict]) -> dict[str, dict[str, int]]:
     """Rewrites the label files of both sub-datasets of `task` from manifest records (sorted by id).
 
@@ -729,14 +724,12 @@ def write_label_files(root: str | Path, task: str, records: Iterable[dict]) -> d
     Returns:
         {sub-dataset: {split: clips}}.
     """
-    from mgr_tf import layout
-
     root = Path(root)
     by_split = defaultdict(list)
-    for r in sorted(records, key=lambda r: _id_key(r["id"])):
+    for r in sorted(records, key=lambda r: id_sort_key(r["id"])):
         by_split[r["split"]].append(r)
     counts = {}
-    for name in sub_datasets(task):
+    for name in layout.sub_datasets(task):
         counts[name] = {}
         for split in layout.SPLITS:
             rows = by_split.get(split, [])
@@ -752,10 +745,8 @@ def write_label_files(root: str | Path, task: str, records: Iterable[dict]) -> d
 
 
 def _outputs_exist(root: Path, task: str, record: dict, gz: bool) -> bool:
-    from mgr_tf import layout
-
     return all((root / name / record["split"] / layout.sample_name(record["id"], gz)).is_file()
-               for name in sub_datasets(task))
+               for name in layout.sub_datasets(task))
 
 
 def summarize(root: Path, labels: LabelSet, problems: list[Problem], converted: int, already: int,
@@ -900,10 +891,7 @@ def ingest(audio_dir: str | Path, label_files: Sequence[str | Path], root: str |
                 if problem is None:
                     if extractor is None:
                         extractor = make_extractor(fcfg)
-                    try:
-                        record, problem = convert_clip(track, clip, root, labels.task, cfg, fcfg, extractor)
-                    except Exception as exc:  # keep finished work: report and go on
-                        record, problem = None, Problem(track.source, "error", f"{type(exc).__name__}: {exc}")
+                    record, problem = _convert_or_problem(track, clip, root, labels.task, cfg, fcfg, extractor)
                     if record is not None:
                         manifest.write(record)
                         done[record["id"]] = record

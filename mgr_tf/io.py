@@ -23,12 +23,8 @@ import numpy as np
 
 from mgr_tf.config import FUSED_BANDS
 from mgr_tf.genres import EMOTIONS, GENRES_20
+from mgr_tf.layout import SAMPLE_SUFFIX, SPLITS, SUB_DATASETS, labels_name
 
-SAMPLE_SUFFIX = ".fused.full.npy"
-GENRE_SUB_DATASETS = ("fma_genre_spectrograms", "fma_genre_spectrograms_beat")
-EMOTION_SUB_DATASETS = ("multitask_dataset", "multitask_dataset_beat")
-SUB_DATASETS = GENRE_SUB_DATASETS + EMOTION_SUB_DATASETS
-SPLITS = ("train", "test")
 EMOTION_HEADER = ("Id",) + EMOTIONS
 _GZIP_MAGIC = b"\x1f\x8b"
 # Name endings stripped (longest first) to get a track id from a file or label name.
@@ -46,6 +42,11 @@ class Skipped:
 
     name: str
     reason: str
+
+    @classmethod
+    def from_error(cls, name: str, exc: ValueError) -> "Skipped":
+        """The skip for a reader's error, whose message is "<where>: <reason>" (the reason is kept)."""
+        return cls(name, str(exc).split(": ", 1)[-1])
 
     def __str__(self) -> str:
         return f"{self.name}: {self.reason}"
@@ -288,7 +289,7 @@ def _parse_label_lines(path: Path, lines: list[tuple[int, str]], parse, skip_bad
         except ValueError as exc:
             if not skip_bad:
                 raise
-            skipped.append(Skipped(f"{path}:{no}", str(exc).split(": ", 1)[1]))
+            skipped.append(Skipped.from_error(f"{path}:{no}", exc))
     if not rows and not skipped:
         raise ValueError(f"{path}: empty split (a header but no label lines)")
     return rows, skipped
@@ -347,7 +348,7 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     sub = sub_dataset_dir(root, sub_dataset)
     split_dir = sub / split
-    labels = sub / f"{split}_labels.txt"
+    labels = sub / labels_name(split)
     if not split_dir.is_dir():
         raise FileNotFoundError(f"{split_dir}: missing split folder '{split}/' of {sub_dataset} "
                                 f"(expected {split}/<id>{SAMPLE_SUFFIX} files)")
@@ -358,7 +359,7 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
         if split == "train":
             raise FileNotFoundError(f"{labels}: missing label file of the train split of {sub_dataset}")
         names = sorted({track_id_from_name(p.name) for p in split_dir.iterdir()
-                        if p.name.endswith((".npy", ".npy.gz"))}, key=_id_sort_key)
+                        if p.name.endswith((".npy", ".npy.gz"))}, key=id_sort_key)
         if not names:
             raise ValueError(f"{split_dir}: empty split (no .npy or .npy.gz files and no {labels.name})")
         for track_id in names:
@@ -395,7 +396,7 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
             except ValueError as exc:
                 if not skip_bad:
                     raise
-                skipped.append(Skipped(str(ex.path), str(exc).split(": ", 1)[-1]))
+                skipped.append(Skipped.from_error(str(ex.path), exc))
         examples = kept
     if not examples:
         raise ValueError(f"{labels if listing_labelled else split_dir}: empty split (no usable examples"
@@ -403,5 +404,6 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
     return SplitListing(tuple(examples), listing_labelled, tuple(skipped))
 
 
-def _id_sort_key(track_id: str):
+def id_sort_key(track_id: str):
+    """Sort key of track ids: numeric ids in number order, then the others by name."""
     return (0, int(track_id), "") if track_id.isdigit() else (1, 0, track_id)

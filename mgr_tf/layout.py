@@ -25,7 +25,18 @@ GENRE_FULL = "fma_genre_spectrograms"
 GENRE_BEAT = "fma_genre_spectrograms_beat"
 MULTITASK_FULL = "multitask_dataset"
 MULTITASK_BEAT = "multitask_dataset_beat"
-SUB_DATASETS: tuple[str, ...] = (GENRE_FULL, GENRE_BEAT, MULTITASK_FULL, MULTITASK_BEAT)
+GENRE_SUB_DATASETS: tuple[str, str] = (GENRE_FULL, GENRE_BEAT)
+EMOTION_SUB_DATASETS: tuple[str, str] = (MULTITASK_FULL, MULTITASK_BEAT)
+SUB_DATASETS: tuple[str, ...] = GENRE_SUB_DATASETS + EMOTION_SUB_DATASETS
+
+
+def sub_datasets(task: str) -> tuple[str, str]:
+    """(full, beat) sub-dataset folder names holding a task's labels.
+
+    Args:
+        task: "genre", or an emotion task (valence, energy, danceability, multitask).
+    """
+    return GENRE_SUB_DATASETS if task == "genre" else EMOTION_SUB_DATASETS
 SPLITS: tuple[str, ...] = ("train", "test")
 
 SAMPLE_SUFFIX = ".fused.full.npy"

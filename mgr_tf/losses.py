@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mgr_tf.config import task_outputs
 from mgr_tf.genres import EMOTIONS
 
 PACKAGE = "mgr_tf"
@@ -31,6 +32,11 @@ METHODS = ("pairwise", "permutahedron")
 # Report 2's fixed multitask weights for (valence, energy, danceability).
 PUBLISHED_WEIGHTS: dict[str, float] = {"valence": 1.5, "energy": 0.8, "danceability": 0.8}
 EQUAL_WEIGHTS: dict[str, float] = {name: 1.0 for name in EMOTIONS}
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"soft rank method must be one of {METHODS}, got {method!r}")
 
 
 def _as_rows(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -132,8 +138,7 @@ def soft_rank(x, method: str = "pairwise", strength: float = 1.0) -> tf.Tensor:
         soft_rank([5., 1., 2.], "permutahedron", 1.0) = [3, 1, 2];
         soft_rank([5., 1., 2.], "permutahedron", 2.0) = [3, 1.25, 1.75].
     """
-    if method not in METHODS:
-        raise ValueError(f"soft rank method must be one of {METHODS}, got {method!r}")
+    _check_method(method)
     if not strength > 0:
         raise ValueError(f"soft rank strength must be > 0, got {strength}")
     x = tf.convert_to_tensor(x)
@@ -216,8 +221,7 @@ class SpearmanLoss(keras.losses.Loss):
     def __init__(self, method: str = "permutahedron", strength: float = 0.1, name: str = "spearman_loss",
                  **kwargs):
         super().__init__(name=name, **kwargs)
-        if method not in METHODS:
-            raise ValueError(f"soft rank method must be one of {METHODS}, got {method!r}")
+        _check_method(method)
         self.method, self.strength = method, float(strength)
 
     def call(self, y_true, y_pred):
@@ -244,8 +248,7 @@ class MSESpearmanLoss(keras.losses.Loss):
     def __init__(self, spearman_weight: float = 1.0, method: str = "permutahedron", strength: float = 0.1,
                  name: str = "mse_spearman_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        if method not in METHODS:
-            raise ValueError(f"soft rank method must be one of {METHODS}, got {method!r}")
+        _check_method(method)
         self.spearman_weight, self.method, self.strength = float(spearman_weight), method, float(strength)
 
     def call(self, y_true, y_pred):
@@ -273,8 +276,7 @@ def task_losses(task: str, *, spearman_weight: float = 1.0, method: str = "permu
     """
     if task == "genre":
         return {"genre": keras.losses.SparseCategoricalCrossentropy()}
-    names = EMOTIONS if task == "multitask" else (task,)
-    return {name: MSESpearmanLoss(spearman_weight, method, strength) for name in names}
+    return {name: MSESpearmanLoss(spearman_weight, method, strength) for name in task_outputs(task)}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -303,6 +305,7 @@ class UncertaintyWeightedModel(keras.Model):
         self.task_losses = {name: keras.losses.get(loss) for name, loss in losses.items()}
         self.log_vars = self.add_weight(name="log_variances", shape=(len(self.task_names),), initializer="zeros")
         self.loss_trackers = [keras.metrics.Mean(name=f"{name}_loss") for name in self.task_names]
+        self.built = model.built  # its only weights are made above; BackupAndRestore needs a built model
 
     def call(self, inputs, training=None):
         return self.model(inputs, training=training)

@@ -582,8 +582,8 @@ def generate_corpus(out_dir: str | Path, *, seed: int = 0, clips: int = DEFAULT_
     beat_lengths: list[int] = []
     full_frames = 0
 
-    for clip_list, full_name, beat_name in ((genre_clips, layout.GENRE_FULL, layout.GENRE_BEAT),
-                                            (emo_clips, layout.MULTITASK_FULL, layout.MULTITASK_BEAT)):
+    for clip_list, (full_name, beat_name) in ((genre_clips, layout.GENRE_SUB_DATASETS),
+                                              (emo_clips, layout.EMOTION_SUB_DATASETS)):
         for b in range(0, len(clip_list), BATCH):
             batch = clip_list[b:b + BATCH]
             audio = np.stack([synthesize(STYLES[c.style], c.knobs, duration, sr, np.random.default_rng(c.seed + (1,)))
@@ -601,11 +601,11 @@ def generate_corpus(out_dir: str | Path, *, seed: int = 0, clips: int = DEFAULT_
     counts: dict[str, dict[str, int]] = {}
     for split in layout.SPLITS:
         rows = [(c.track_id, c.genre) for c in genre_clips if c.split == split]
-        for name in (layout.GENRE_FULL, layout.GENRE_BEAT):
+        for name in layout.GENRE_SUB_DATASETS:
             layout.write_genre_labels(root / name / layout.labels_name(split), rows)
             counts.setdefault(name, {})[split] = len(rows)
         rows = [(c.track_id, *c.targets) for c in emo_clips if c.split == split]
-        for name in (layout.MULTITASK_FULL, layout.MULTITASK_BEAT):
+        for name in layout.EMOTION_SUB_DATASETS:
             if not (split == "test" and withhold_test_labels):
                 layout.write_emotion_labels(root / name / layout.labels_name(split), rows)
             counts.setdefault(name, {})[split] = len(rows)

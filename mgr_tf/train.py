@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mgr_tf.cli import UserError, add_dataclass_args, dataclass_from_args, quiet_tensorflow, run_cli
-from mgr_tf.config import DataConfig, FeatureConfig, from_dict, to_dict, write_json
+from mgr_tf.config import DataConfig, FeatureConfig, from_dict, task_outputs, to_dict, write_json
 from mgr_tf.genres import EMOTIONS
 
 PUBLISHED_WEIGHTS_ALIAS = "published"
@@ -83,21 +83,13 @@ def compile_for_task(model, data: DataConfig, train: TrainConfig, learning_rate:
     from mgr_tf import metrics as M
 
     optimizer = keras.optimizers.Adam(learning_rate)
+    losses = L.task_losses(data.task, spearman_weight=train.spearman_weight, method=train.spearman_method,
+                           strength=train.spearman_strength)
     if data.task == "genre":
-        model.compile(optimizer=optimizer,
-                      loss={"genre": keras.losses.SparseCategoricalCrossentropy()},
+        model.compile(optimizer=optimizer, loss=losses,
                       metrics={"genre": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]})
         return model
-    targets = EMOTIONS if data.task == "multitask" else (data.task,)
-
-    def emotion_loss():
-        if train.spearman_weight == 0:
-            return keras.losses.MeanSquaredError()
-        return L.MSESpearmanLoss(spearman_weight=train.spearman_weight, method=train.spearman_method,
-                                 strength=train.spearman_strength)
-
-    losses = {t: emotion_loss() for t in targets}
-    metrics = {t: [M.SpearmanMetric(name="spearman")] for t in targets}
+    metrics = {t: [M.SpearmanMetric(name="spearman")] for t in task_outputs(data.task)}
     if train.learned_weights:
         weighted = L.build_learned_weighting_model(model, losses)
         weighted.compile(optimizer=optimizer, metrics=metrics)
@@ -194,10 +186,7 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
     # first run (which generates) and later runs (which reuse) start training from the same random state
     keras.utils.set_random_seed(data.seed)
     tf.config.experimental.enable_op_determinism()
-    config = {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(train_config),
-              "features": to_dict(FeatureConfig()), "task": data.task, "class_names": list(info.class_names),
-              "num_bands": info.num_bands, "frames": info.frames, "data_fingerprint": info.fingerprint,
-              "command": command, "export_name": export_name}
+    config = run_config(data, model_config, train_config, info, command=command, export_name=export_name)
     write_json(run_dir / "config.json", config)
 
     if train_config.init_from:
@@ -234,8 +223,6 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
             if train_config.init_from:
                 set_backbone_trainable(model, phase != "frozen")
             fit_model = compile_for_task(model, data, train_config, lr)
-            if not fit_model.built:  # a learned-weighting wrapper; BackupAndRestore needs it built
-                fit_model(next(iter(train_ds))[0], training=False)
             extra = extra_callbacks(fit_model, data)
             callbacks, verbose = _callbacks(run_dir, phase, monitor, train_config, extra)
             print(f"[train] phase {phase}: up to {epochs} epochs, learning rate {lr:g}", flush=True)
@@ -264,8 +251,7 @@ def _evaluate(model, eval_ds, run_dir: Path, data: DataConfig, model_config, inf
 
     from mgr_tf import report as R
 
-    y_true = collect_targets(eval_ds)
-    predictions = model.predict(eval_ds, verbose=0)
+    y_true, predictions = targets_and_predictions(model, eval_ds)
     history = {}
     for phase in ("frozen", "finetune", "main"):
         for key, values in _read_history(run_dir / f"history_{phase}.csv").items():
@@ -277,7 +263,7 @@ def _evaluate(model, eval_ds, run_dir: Path, data: DataConfig, model_config, inf
         R.plot_confusion_matrix(metrics["genre"]["confusion_matrix"], info.class_names,
                                 run_dir / "confusion_matrix.png", title=f"{default_run_name(data, model_config.family)} ({eval_split})")
     else:
-        for name in (EMOTIONS if data.task == "multitask" else (data.task,)):
+        for name in task_outputs(data.task):
             t, p = np.reshape(y_true[name], -1), np.reshape(predictions[name], -1)
             metrics[name] = R.emotion_metrics(t, p)
             R.plot_scatter(t, p, name, metrics[name], run_dir / f"scatter_{name}.png")
@@ -288,7 +274,7 @@ def _evaluate(model, eval_ds, run_dir: Path, data: DataConfig, model_config, inf
         "task": data.task, "model": model_config.family, "eval_split": eval_split, "eval_split_reason": reason,
         "metrics": metrics, "epochs_run": len(next(iter(history.values()), [])) if history else 0,
         "train_seconds": train_seconds, "history": history, "params": int(model.count_params()),
-        "data_fingerprint": info.fingerprint, "config_fingerprint": _fingerprint(config),
+        "data_fingerprint": info.fingerprint, "config_fingerprint": fingerprint(config),
         "counts": info.counts, "command": command,
         "task_weights_plot": R.plot_task_weights(history, run_dir / "task_weights.png"),
     }
@@ -308,23 +294,38 @@ def extra_callbacks(fit_model, data: DataConfig) -> list:
 
     extra = []
     if data.task != "genre":
-        extra.append(M.MeanSpearman(EMOTIONS if data.task == "multitask" else (data.task,)))
+        extra.append(M.MeanSpearman(task_outputs(data.task)))
     if hasattr(fit_model, "task_weights"):
         extra.append(L.LogTaskWeights())
     return extra
 
 
-def collect_targets(ds) -> dict:
+def run_config(data: DataConfig, model_config, train_config: TrainConfig, info, *, command: str,
+               export_name: str | None) -> dict:
+    """Everything needed to rerun a training run: written as config.json next to the run and its export."""
+    return {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(train_config),
+            "features": to_dict(FeatureConfig()), "task": data.task, "class_names": list(info.class_names),
+            "num_bands": info.num_bands, "frames": info.frames, "data_fingerprint": info.fingerprint,
+            "command": command, "export_name": export_name}
+
+
+def targets_and_predictions(model, ds) -> tuple[dict, dict]:
+    """({output: true values}, {output: predictions}) over every batch of `ds`, read in one pass."""
     import numpy as np
 
-    parts: dict[str, list] = {}
-    for _, targets in ds:
+    truth: dict[str, list] = {}
+    predicted: dict[str, list] = {}
+    for inputs, targets in ds:
         for key, value in targets.items():
-            parts.setdefault(key, []).append(value.numpy())
-    return {key: np.concatenate(values) for key, values in parts.items()}
+            truth.setdefault(key, []).append(value.numpy())
+        for key, value in model.predict_on_batch(inputs).items():
+            predicted.setdefault(key, []).append(np.asarray(value))
+    return ({key: np.concatenate(values) for key, values in truth.items()},
+            {key: np.concatenate(values) for key, values in predicted.items()})
 
 
-def _fingerprint(obj) -> str:
+def fingerprint(obj) -> str:
+    """A short, stable hash of a JSON-able object (configs, studies)."""
     import hashlib
     import json
 
@@ -414,8 +415,7 @@ def _parse_loss_weights(values) -> tuple[float, ...]:
     if values is None:
         return TrainConfig.loss_weights
     if values == [PUBLISHED_WEIGHTS_ALIAS]:
-        return tuple(float(PUBLISHED_WEIGHTS[t]) for t in EMOTIONS) if isinstance(PUBLISHED_WEIGHTS, dict) \
-            else tuple(float(w) for w in PUBLISHED_WEIGHTS)
+        return tuple(float(PUBLISHED_WEIGHTS[t]) for t in EMOTIONS)
     try:
         return tuple(float(v) for v in values)
     except ValueError:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mgr_tf.cli import UserError, quiet_tensorflow, run_cli
-from mgr_tf.config import DataConfig, FeatureConfig, from_dict, to_dict, write_json
+from mgr_tf.config import BAND_SLICES, DataConfig, from_dict, to_dict, write_json
 from mgr_tf.genres import EMOTIONS
 
 ORACLES = ("random", "bayesian", "hyperband")
@@ -133,17 +132,16 @@ class Study:
     train_config: Any
     references: bool = True
 
-    def data_config(self, data_dir: str | None = None, val_fraction: float | None = None) -> DataConfig:
-        """The DataConfig of the study (multitask), optionally with another root or validation share.
+    def data_config(self, data_dir: str | None = None) -> DataConfig:
+        """The DataConfig of the study (multitask), optionally with another root.
 
         Args:
             data_dir: overrides the study's data_dir when given.
-            val_fraction: overrides the study's val_fraction when given.
         """
         return DataConfig(data_dir=data_dir if data_dir is not None else self.data_dir, task="multitask",
                           features=self.features, beat=self.beat, seed=self.seed, batch_size=self.batch_size,
                           max_frames=self.max_frames, variable_length=self.model == "lstm",
-                          val_fraction=self.val_fraction if val_fraction is None else val_fraction)
+                          val_fraction=self.val_fraction)
 
     def to_json(self) -> dict:
         """The study as a JSON-ready dict (written to the run folder's config.json)."""
@@ -254,8 +252,8 @@ def parse_study(data: dict, path: str | Path = "<study>") -> Study:
     if model not in FAMILIES:
         _fail(path, "model", f"must be one of {', '.join(FAMILIES)}, got {json.dumps(model)}")
     features = data.get("features", "fused")
-    if features not in ("fused", "mel", "chroma"):
-        _fail(path, "features", f"must be fused, mel or chroma, got {json.dumps(features)}")
+    if features not in BAND_SLICES:
+        _fail(path, "features", f"must be {', '.join(BAND_SLICES)}, got {json.dumps(features)}")
     beat = data.get("beat", True)
     if not isinstance(beat, bool):
         _fail(path, "beat", f"expected true or false, got {json.dumps(beat)}")
@@ -595,10 +593,11 @@ def trial_rows(study: Study, tuner, run_dir: Path) -> list[dict]:
     return rows
 
 
-def _reference_fingerprint(study: Study, data: DataConfig, fingerprint: str) -> str:
+def _reference_fingerprint(study: Study, data: DataConfig, records: str) -> str:
+    from mgr_tf.train import fingerprint
+
     keep = {k: v for k, v in study.to_json().items() if k not in ("max_trials", "oracle", "description", "name")}
-    blob = json.dumps({"study": keep, "data": to_dict(data), "records": fingerprint}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return fingerprint({"study": keep, "data": to_dict(data), "records": records})
 
 
 def reference_rows(study: Study, hypermodel, run_dir: Path) -> list[dict]:
@@ -609,14 +608,11 @@ def reference_rows(study: Study, hypermodel, run_dir: Path) -> list[dict]:
         hypermodel: the study's hypermodel (its data and builders).
         run_dir: the run folder.
     """
-    from mgr_tf.train import extra_callbacks
-
     cache_path = run_dir / "references.json"
     key = _reference_fingerprint(study, hypermodel.data, hypermodel.info.fingerprint)
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     if cache.get("fingerprint") != key:
         cache = {"fingerprint": key, "rows": {}}
-    train_ds, val_ds = hypermodel.datasets()
     for name, setting in reference_settings(study).items():
         if name in cache["rows"]:
             print(f"[tune] reference '{name}': cached", flush=True)
@@ -626,19 +622,15 @@ def reference_rows(study: Study, hypermodel, run_dir: Path) -> list[dict]:
         for execution in range(study.executions_per_trial):
             hypermodel.execution = execution
             _model, fit_model = hypermodel.build_setting(setting)
-            history = fit_model.fit(train_ds, validation_data=val_ds, epochs=study.epochs, verbose=0, shuffle=False,
-                                    callbacks=extra_callbacks(fit_model, hypermodel.data)).history
+            history = hypermodel.fit(None, fit_model).history
             curve = history.get(OBJECTIVE) or [float("nan")]
             best = max(range(len(curve)), key=lambda i: -math.inf if math.isnan(curve[i]) else curve[i])
             scores.append(curve[best])
             epochs.append(best + 1)
             per_target.append([history.get(f"val_{t}_spearman", [math.nan] * len(curve))[best] for t in EMOTIONS])
             if setting.learned:
-                if hasattr(fit_model, "task_weights"):
-                    learned = fit_model.task_weights()
-                    weights.append([learned[t] for t in EMOTIONS])
-                else:
-                    weights.append([history.get(f"weight_{t}", [math.nan])[best] for t in EMOTIONS])
+                learned = fit_model.task_weights()
+                weights.append([learned[t] for t in EMOTIONS])
         hypermodel.execution = 0
         mean = lambda xs: float(sum(xs) / len(xs))  # noqa: E731
         final_w = [mean([w[i] for w in weights]) for i in range(3)] if weights else list(setting.weights)
@@ -846,7 +838,7 @@ def export_best(study: Study, hypermodel, row: dict, run_dir: Path, name: str, r
 
     from mgr_tf import report as R
     from mgr_tf.data import dataset_info, make_dataset
-    from mgr_tf.train import collect_targets, export_run, extra_callbacks
+    from mgr_tf.train import export_run, extra_callbacks, run_config, targets_and_predictions
 
     setting = Setting(tuple(row[f"w_{t}"] for t in EMOTIONS), bool(row.get("learned")),
                       tuple((k, float(row[k])) for k, _ in study.space))
@@ -863,18 +855,14 @@ def export_best(study: Study, hypermodel, row: dict, run_dir: Path, name: str, r
           f"for {epochs} epoch(s)", flush=True)
     fit_model.fit(make_dataset(full, "train"), epochs=epochs, verbose=2, shuffle=False,
                   callbacks=extra_callbacks(fit_model, full))
-    config = {"data": to_dict(full), "model": to_dict(model_cfg), "train": to_dict(train_cfg),
-              "features": to_dict(FeatureConfig()), "task": "multitask", "class_names": [],
-              "num_bands": info.num_bands, "frames": info.frames, "data_fingerprint": info.fingerprint,
-              "command": f"python -m mgr_tf.tune (study {study.name}, row {row['trial']})", "export_name": name,
+    config = {**run_config(full, model_cfg, train_cfg, info, export_name=name,
+                           command=f"python -m mgr_tf.tune (study {study.name}, row {row['trial']})"),
               "tune": {"study": study.to_json(), "row": row}}
     write_json(out / "config.json", config)
     model.save(out / "model.keras")
     metrics: dict = {}
     if info.test_labelled:
-        test = make_dataset(full, "test")
-        y_true = collect_targets(test)
-        predictions = model.predict(test, verbose=0)
+        y_true, predictions = targets_and_predictions(model, make_dataset(full, "test"))
         for t in EMOTIONS:
             metrics[t] = R.emotion_metrics(np.reshape(y_true[t], -1), np.reshape(predictions[t], -1))
         print("[tune] export: test " + ", ".join(f"{t} Spearman {metrics[t]['spearman']:.3f}" for t in EMOTIONS),

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import keras
 
-from mgr_tf.config import TASKS
+from mgr_tf.config import task_outputs
 from mgr_tf.genres import EMOTIONS
 from mgr_tf.models.config import ModelConfig
 from mgr_tf.models.layers import LabelledDense, kernel_regularizer
 
 HEAD_PREFIX = "head_"
 OUTPUT_NAMES = ("genre",) + EMOTIONS
-
-
-def task_outputs(task: str) -> tuple[str, ...]:
-    """The output names a task's model has.
-
-    Args:
-        task: genre, valence, energy, danceability or multitask.
-    """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    return EMOTIONS if task == "multitask" else (task,)
 
 
 def add_heads(features, task: str, config: ModelConfig, *, num_classes: int = 10, class_names=None) -> dict:

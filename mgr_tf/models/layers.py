@@ -171,7 +171,7 @@ class PatchEmbedding(keras.layers.Layer):
         self.dim, self.patch, self.stride, self.l2 = int(dim), tuple(patch), tuple(stride), float(l2)
         self.projection = keras.layers.Conv2D(
             self.dim, self.patch, strides=self.stride, padding="valid",
-            kernel_regularizer=keras.regularizers.L2(self.l2) if self.l2 else None, name="projection")
+            kernel_regularizer=kernel_regularizer(self.l2), name="projection")
 
     def build(self, input_shape):
         frames, bands = input_shape[1], input_shape[2]
@@ -218,7 +218,7 @@ class TransformerBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.dim, self.heads, self.mlp_ratio = int(dim), int(heads), float(mlp_ratio)
         self.dropout, self.l2 = float(dropout), float(l2)
-        reg = keras.regularizers.L2(self.l2) if self.l2 else None
+        reg = kernel_regularizer(self.l2)
         self.norm1 = keras.layers.LayerNormalization(epsilon=1e-6, name="norm1")
         self.attention = keras.layers.MultiHeadAttention(self.heads, self.dim // self.heads, dropout=self.dropout,
                                                          kernel_regularizer=reg, name="attention")

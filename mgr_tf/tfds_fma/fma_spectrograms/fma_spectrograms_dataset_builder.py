@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mgr_tf import io as mgr_io
+from mgr_tf import layout
 from mgr_tf.config import FUSED_BANDS
 from mgr_tf.genres import EMOTIONS, GENRES_20
 
@@ -46,8 +47,7 @@ class FmaConfig(tfds.core.BuilderConfig):
 
     @property
     def sub_dataset(self) -> str:
-        base = "fma_genre_spectrograms" if self.task == "genre" else "multitask_dataset"
-        return base + ("_beat" if self.beat else "")
+        return layout.sub_datasets(self.task)[self.beat]
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -125,7 +125,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             except ValueError as exc:
                 if not self.skip_bad:
                     raise
-                skip = mgr_io.Skipped(str(ex.path), str(exc).split(": ", 1)[-1])
+                skip = mgr_io.Skipped.from_error(str(ex.path), exc)
                 logger.warning("skipping bad example %s", skip)
                 self.skipped.append(skip)
                 continue
