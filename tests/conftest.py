@@ -48,6 +48,13 @@ def run_train(args, tmp_path, name="run", export=None):
     return run_dir, json.loads((run_dir / "report.json").read_text())
 
 
+def export_dir(run):
+    """The export folder of a `run_train(..., export=NAME)` result."""
+    from pathlib import Path
+
+    return Path(run[1]["export_dir"])
+
+
 @pytest.fixture(scope="session")
 def genre_run(tiny_corpus, tmp_path_factory):
     """A tiny CNN genre model trained for 2 epochs on the tiny corpus and exported (name 'genre')."""

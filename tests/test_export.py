@@ -12,13 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import export_dir
 from mgr_tf.export import find_ops, next_version, resolve_model_dir
 from mgr_tf.genres import EMOTIONS
 from mgr_tf.serving import RequestError, grpc_predict, load_signature, rest_predict
-
-
-def _export_dir(run):
-    return Path(run[1]["export_dir"])
 
 
 def _random_spectrogram(frames, bands=140, seed=0):
@@ -29,7 +26,7 @@ def _random_spectrogram(frames, bands=140, seed=0):
 
 
 def test_export_layout_is_what_tf_serving_loads(genre_run):
-    export = _export_dir(genre_run)
+    export = export_dir(genre_run)
     assert export.name == "1" and export.parent.name == "genre"
     for name in ("saved_model.pb", "fingerprint.pb", "variables", "assets/labels.txt", "assets/config.json",
                  "assets/metrics.json"):
@@ -53,7 +50,7 @@ def test_next_export_is_the_next_version_written_atomically(genre_run, tmp_path)
 
 
 def test_genre_signature_inputs_and_outputs(genre_run):
-    signature = load_signature(_export_dir(genre_run))
+    signature = load_signature(export_dir(genre_run))
     inputs = signature.structured_input_signature[1]
     assert list(inputs) == ["spectrogram"]
     assert inputs["spectrogram"].shape.as_list() == [None, None, 140]
@@ -66,7 +63,7 @@ def test_genre_signature_inputs_and_outputs(genre_run):
 
 
 def test_rest_row_and_columnar_formats(genre_run):
-    signature = load_signature(_export_dir(genre_run))
+    signature = load_signature(export_dir(genre_run))
     a, b = _random_spectrogram(256), _random_spectrogram(256, seed=1)
     row = rest_predict(signature, json.dumps({"signature_name": "serving_default",
                                               "instances": [{"spectrogram": a.tolist()}, b.tolist()]}))
@@ -87,7 +84,7 @@ def test_rest_row_and_columnar_formats(genre_run):
     ({"instances": [[[0.0] * 140] * 5, [[0.0] * 140] * 6]}, "ragged"),
 ])
 def test_rest_requests_tf_serving_would_reject(genre_run, body, message):
-    signature = load_signature(_export_dir(genre_run))
+    signature = load_signature(export_dir(genre_run))
     with pytest.raises(RequestError, match=message):
         rest_predict(signature, body)
 
@@ -95,7 +92,7 @@ def test_rest_requests_tf_serving_would_reject(genre_run, body, message):
 def test_grpc_predict_request(genre_run):
     from tensorflow_serving.apis import predict_pb2
 
-    signature = load_signature(_export_dir(genre_run))
+    signature = load_signature(export_dir(genre_run))
     x = np.stack([_random_spectrogram(200), _random_spectrogram(200, seed=2)])
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "genre"
@@ -113,14 +110,14 @@ def test_grpc_predict_request(genre_run):
 
 def test_saved_model_cli_lists_the_signature(genre_run):
     cli = shutil.which("saved_model_cli") or str(Path(sys.executable).parent / "saved_model_cli")
-    out = subprocess.run([cli, "show", "--dir", str(_export_dir(genre_run)), "--all"], capture_output=True,
+    out = subprocess.run([cli, "show", "--dir", str(export_dir(genre_run)), "--all"], capture_output=True,
                          text=True, check=True).stdout
     assert "signature_def['serving_default']" in out
     assert "inputs['spectrogram']" in out and "outputs['probabilities']" in out and "outputs['genre']" in out
 
 
 def test_lstm_multitask_export_has_no_cudnn_ops_and_takes_any_length(multitask_run):
-    export = _export_dir(multitask_run)
+    export = export_dir(multitask_run)
     assert find_ops(export, "Cudnn") == set()
     signature = load_signature(export)
     short = _random_spectrogram(40)
@@ -137,10 +134,10 @@ def test_lstm_multitask_export_has_no_cudnn_ops_and_takes_any_length(multitask_r
 
 
 def test_beat_model_has_no_waveform_signature_and_full_model_has_one(genre_run, multitask_run):
-    full = tf.saved_model.load(str(_export_dir(genre_run)))
-    beat = tf.saved_model.load(str(_export_dir(multitask_run)))
+    full = tf.saved_model.load(str(export_dir(genre_run)))
+    beat = tf.saved_model.load(str(export_dir(multitask_run)))
     assert "serving_waveform" in full.signatures and "serving_waveform" not in beat.signatures
-    config = json.loads((_export_dir(genre_run) / "assets" / "config.json").read_text())
+    config = json.loads((export_dir(genre_run) / "assets" / "config.json").read_text())
     assert config["signatures"] == ["serving_default", "serving_waveform"]
 
 
@@ -148,7 +145,7 @@ def test_waveform_signature_matches_features_computed_outside(genre_run):
     from mgr_tf.config import FeatureConfig
     from mgr_tf.features import fused_features
 
-    export = _export_dir(genre_run)
+    export = export_dir(genre_run)
     loaded = tf.saved_model.load(str(export))
     sr = FeatureConfig().sample_rate
     t = np.arange(int(3 * sr)) / sr

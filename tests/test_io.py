@@ -56,7 +56,7 @@ def test_load_spectrogram_errors_name_the_file(tmp_path, case, message):
     elif case == "bad_gzip":
         path = _write(tmp_path, name + ".gz", gzip.compress(good)[:40])
     elif case == "rank":
-        path = _write(tmp_path, name, _npy(np.zeros((2, 140, 3), np.float32)))
+        path = _write(tmp_path, name, layout.npy_bytes(np.zeros((2, 140, 3), np.float32)))
     elif case == "bands":
         path = _write(tmp_path, name, layout.npy_bytes(_array(bands=128)))
     elif case == "frames":
@@ -71,14 +71,6 @@ def test_load_spectrogram_errors_name_the_file(tmp_path, case, message):
     assert str(path) in str(info.value)
 
 
-def _npy(array):
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
-
-
 def test_genre_labels_read(tmp_path):
     path = layout.write_genre_labels(tmp_path / "train_labels.txt", [(5, "Rock"), (6, "Old-Time")])
     rows, skipped = mgr_io.read_genre_labels(path)
@@ -87,21 +79,6 @@ def test_genre_labels_read(tmp_path):
 
 
 GENRE_HEADER = "Id\tGenre\n"
-
-
-@pytest.mark.parametrize("text, line, message", [
-    ("5.fused.full.npy.gz\tRock\n", 1, "missing header"),
-    (GENRE_HEADER + "5.fused.full.npy.gz,Rock\n", 2, "one tab"),
-    (GENRE_HEADER + "5.fused.full.npy.gz\tPolka\n", 2, "unknown genre 'Polka'"),
-    (GENRE_HEADER + "5.fused.full.npy.gz\tRock\n5.fused.full.npy.gz\tJazz\n", 3, "duplicate id '5'"),
-])
-def test_genre_label_errors_name_file_and_line(tmp_path, text, line, message):
-    path = tmp_path / "train_labels.txt"
-    path.write_text(text)
-    with pytest.raises(ValueError) as info:
-        mgr_io.read_genre_labels(path)
-    assert f"{path}:{line}:" in str(info.value)
-    assert message in str(info.value)
 
 
 def test_genre_labels_empty_split(tmp_path):
@@ -128,20 +105,25 @@ def test_emotion_labels_read(tmp_path):
     assert rows == [(2, "9", (0.1, 0.5, 1.0))]
 
 
-@pytest.mark.parametrize("text, line, message", [
-    ("9,0.1,0.2,0.3\n", 1, "missing header"),
-    ("Id\tvalence\tenergy\tdanceability\n", 1, "wrong delimiter"),
-    ("Id,valence,arousal,danceability\n", 1, "expected the header"),
-    (EMOTION_HEADER + "9;0.1;0.2;0.3\n", 2, "4 comma-separated fields"),
-    (EMOTION_HEADER + "9,0.1,high,0.3\n", 2, "energy 'high' is not a number"),
-    (EMOTION_HEADER + "9,0.1,0.2,1.5\n", 2, "danceability 1.5 is outside [0, 1]"),
-    (EMOTION_HEADER + "9,0.1,0.2,0.3\n9,0.1,0.2,0.3\n", 3, "duplicate id '9'"),
+@pytest.mark.parametrize("reader, text, line, message", [
+    (mgr_io.read_genre_labels, "5.fused.full.npy.gz\tRock\n", 1, "missing header"),
+    (mgr_io.read_genre_labels, GENRE_HEADER + "5.fused.full.npy.gz,Rock\n", 2, "one tab"),
+    (mgr_io.read_genre_labels, GENRE_HEADER + "5.fused.full.npy.gz\tPolka\n", 2, "unknown genre 'Polka'"),
+    (mgr_io.read_genre_labels, GENRE_HEADER + "5.fused.full.npy.gz\tRock\n5.fused.full.npy.gz\tJazz\n", 3,
+     "duplicate id '5'"),
+    (mgr_io.read_emotion_labels, "9,0.1,0.2,0.3\n", 1, "missing header"),
+    (mgr_io.read_emotion_labels, "Id\tvalence\tenergy\tdanceability\n", 1, "wrong delimiter"),
+    (mgr_io.read_emotion_labels, "Id,valence,arousal,danceability\n", 1, "expected the header"),
+    (mgr_io.read_emotion_labels, EMOTION_HEADER + "9;0.1;0.2;0.3\n", 2, "4 comma-separated fields"),
+    (mgr_io.read_emotion_labels, EMOTION_HEADER + "9,0.1,high,0.3\n", 2, "energy 'high' is not a number"),
+    (mgr_io.read_emotion_labels, EMOTION_HEADER + "9,0.1,0.2,1.5\n", 2, "danceability 1.5 is outside [0, 1]"),
+    (mgr_io.read_emotion_labels, EMOTION_HEADER + "9,0.1,0.2,0.3\n9,0.1,0.2,0.3\n", 3, "duplicate id '9'"),
 ])
-def test_emotion_label_errors_name_file_and_line(tmp_path, text, line, message):
+def test_label_errors_name_file_and_line(tmp_path, reader, text, line, message):
     path = tmp_path / "train_labels.txt"
     path.write_text(text)
     with pytest.raises(ValueError) as info:
-        mgr_io.read_emotion_labels(path)
+        reader(path)
     assert f"{path}:{line}:" in str(info.value)
     assert message in str(info.value)
 

@@ -16,6 +16,7 @@ from mgr_tf.models.layers import FixedLength, SpectrogramNormalization
 from tests.model_harness import (BANDS, FRAMES, NUM_CLASSES, check_fit_step, check_output_structure,
                                  random_batch, run_all_checks)
 
+FAMILIES = ("lstm", "cnn", "ast")
 TINY = {
     "lstm": ModelConfig(family="lstm", lstm_units=(8,), lstm_frame_stride=2, dropout=0.1),
     "cnn": ModelConfig(family="cnn", cnn_channels=(4, 4, 8, 8), dropout=0.1),
@@ -32,11 +33,11 @@ def tiny_model(family: str, task: str, **kwargs) -> keras.Model:
 
 
 def test_registry_covers_families():
-    assert set(BACKBONES) == {"lstm", "cnn", "ast"}
+    assert set(BACKBONES) == set(FAMILIES) == set(TINY) == set(TINY_SIZES)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["lstm", "cnn", "ast"])
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("task", ["genre", "multitask"])
 def test_harness(family, task, tmp_path):
     # The LSTM serves any length; CNN/AST pad/crop in-graph, so other lengths work too.
@@ -44,7 +45,7 @@ def test_harness(family, task, tmp_path):
     run_all_checks(tiny_model(family, task), task, tmp_path, export_lengths=lengths)
 
 
-@pytest.mark.parametrize("family", ["lstm", "cnn", "ast"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_single_emotion_heads(family):
     for task in ("energy", "danceability"):
         check_output_structure(tiny_model(family, task), task)
@@ -135,7 +136,7 @@ def test_transfer_rejects_non_genre_model():
 def test_ast_weights_from_keras_file(tmp_path):
     source = tiny_model("ast", "genre")
     source.save(tmp_path / "ast.keras")
-    config = TINY["ast"].__class__(**{**TINY["ast"].__dict__, "ast_weights": str(tmp_path / "ast.keras")})
+    config = dataclasses.replace(TINY["ast"], ast_weights=str(tmp_path / "ast.keras"))
     target = tiny_model("ast", "valence", config=config)
     np.testing.assert_array_equal(np.array(target.get_layer("encoder_1").weights[0]),
                                   np.array(source.get_layer("encoder_1").weights[0]))
@@ -148,7 +149,7 @@ def test_ast_weights_from_keras_file(tmp_path):
 
 
 def test_default_sizes_and_cli_flags():
-    for family in ("lstm", "cnn", "ast"):
+    for family in FAMILIES:
         model = build_model(ModelConfig(family=family), "genre", num_bands=140, frames=1293)
         assert model.count_params() < 500_000, (family, model.count_params())
     parser = argparse.ArgumentParser()
@@ -172,7 +173,7 @@ TINY_SIZES = {
 
 
 @pytest.mark.parametrize("task", ["genre", "valence", "energy", "danceability", "multitask"])
-@pytest.mark.parametrize("family", ["lstm", "cnn", "ast"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_trains_a_step_on_make_dataset_output(family, task, tiny_corpus):
     """Every family x head takes the real pipeline's batches (with the training code's compile)."""
     from mgr_tf.data import dataset_info, make_dataset

@@ -3,37 +3,29 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import export_dir
 from mgr_tf.cli import run_cli
+from mgr_tf.io import load_spectrogram
 from mgr_tf.predict import main
-
-
-def _export(run):
-    return Path(run[1]["export_dir"])
 
 
 def _sample(corpus: Path, sub="fma_genre_spectrograms") -> Path:
     return sorted((corpus / sub / "test").glob("*.npy*"))[0]
 
 
-def _load_any(path: Path) -> np.ndarray:
-    raw = path.read_bytes()
-    return np.load(io.BytesIO(gzip.decompress(raw) if path.name.endswith(".gz") else raw))
-
-
 def test_predict_spectrogram_both_orientations_and_gzip(genre_run, tiny_corpus, tmp_path, capsys):
-    array = _load_any(_sample(tiny_corpus))
+    array = load_spectrogram(_sample(tiny_corpus))
     np.save(tmp_path / "bt.npy", array)
     np.save(tmp_path / "tb.npy", array.T)
     (tmp_path / "gz.npy.gz").write_bytes(gzip.compress((tmp_path / "bt.npy").read_bytes()))
     files = [str(tmp_path / n) for n in ("bt.npy", "tb.npy", "gz.npy.gz")]
-    assert run_cli(main, [str(_export(genre_run).parent), *files, "--json", "--top-k", "2"]) == 0
+    assert run_cli(main, [str(export_dir(genre_run).parent), *files, "--json", "--top-k", "2"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["task"] == "genre" and len(out["results"]) == 3
     probs = [r["probabilities"] for r in out["results"]]
@@ -43,14 +35,14 @@ def test_predict_spectrogram_both_orientations_and_gzip(genre_run, tiny_corpus, 
 
 
 def test_predict_text_output_lists_top_k(genre_run, tiny_corpus, capsys):
-    assert run_cli(main, [str(_export(genre_run)), str(_sample(tiny_corpus)), "--top-k", "3"]) == 0
+    assert run_cli(main, [str(export_dir(genre_run)), str(_sample(tiny_corpus)), "--top-k", "3"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.count(",") == 2 and str(_sample(tiny_corpus)) in line
 
 
 def test_predict_emotions_from_beat_spectrogram(multitask_run, tiny_corpus, capsys):
     path = _sample(tiny_corpus, "multitask_dataset_beat")
-    assert run_cli(main, [str(_export(multitask_run)), str(path), "--json"]) == 0
+    assert run_cli(main, [str(export_dir(multitask_run)), str(path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["results"][0]
     assert set(result) >= {"valence", "energy", "danceability"} and 0 <= result["energy"] <= 1
 
@@ -66,7 +58,7 @@ def _write_wav(path: Path, seconds: float, sr=22050):
 
 def test_predict_audio_whole_track_is_windowed_and_averaged(genre_run, tmp_path, capsys):
     wav = _write_wav(tmp_path / "song.wav", 72.0)  # two 30 s windows + a 12 s tail
-    assert run_cli(main, [str(_export(genre_run)), str(wav), "--json"]) == 0
+    assert run_cli(main, [str(export_dir(genre_run)), str(wav), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["results"][0]
     assert len(result["windows"]) == 3
     mean = np.mean([[w["probabilities"][g] for g in result["probabilities"]] for w in result["windows"]], axis=0)
@@ -75,7 +67,7 @@ def test_predict_audio_whole_track_is_windowed_and_averaged(genre_run, tmp_path,
 
 def test_predict_audio_with_beat_model_computes_features_in_python(multitask_run, tmp_path, capsys):
     wav = _write_wav(tmp_path / "clip.wav", 8.0)
-    assert run_cli(main, [str(_export(multitask_run)), str(wav), "--json"]) == 0
+    assert run_cli(main, [str(export_dir(multitask_run)), str(wav), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["results"][0]
     assert len(result["windows"]) == 1 and 0 <= result["valence"] <= 1
 
@@ -83,7 +75,7 @@ def test_predict_audio_with_beat_model_computes_features_in_python(multitask_run
 def test_wrong_band_count_empty_and_missing_inputs(genre_run, tmp_path, capsys):
     np.save(tmp_path / "bands.npy", np.zeros((50, 300), np.float32))
     (tmp_path / "empty.npy").write_bytes(b"")
-    code = run_cli(main, [str(_export(genre_run)), str(tmp_path / "bands.npy"), str(tmp_path / "empty.npy"),
+    code = run_cli(main, [str(export_dir(genre_run)), str(tmp_path / "bands.npy"), str(tmp_path / "empty.npy"),
                           str(tmp_path / "missing.npy")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,8 +101,6 @@ def test_init_from_a_regression_model_is_refused(multitask_run, tiny_corpus, tmp
 
 
 def test_data_dir_lacking_the_sub_dataset_is_one_clear_error(tiny_corpus, tmp_path, capsys):
-    import shutil
-
     from mgr_tf.cli import run_cli
 
     root = tmp_path / "partial"
@@ -162,11 +161,10 @@ def test_killed_run_resumes_and_ends_with_the_same_epochs(tiny_corpus, tmp_path)
     assert len(epochs_logged) <= epochs + 1  # at most the epoch in flight at the kill is logged twice
 
 
-def test_unlabelled_test_split_evaluates_on_validation_and_says_so(tmp_path):
-    from mgr_tf.synth import generate_corpus
-
+def test_unlabelled_test_split_evaluates_on_validation_and_says_so(tiny_corpus, tmp_path):
     root = tmp_path / "withheld"
-    generate_corpus(root, seed=1, clips=40, duration=4.0, withhold_test_labels=True, progress=False)
+    shutil.copytree(tiny_corpus / "multitask_dataset_beat", root / "multitask_dataset_beat")
+    (root / "multitask_dataset_beat" / "test_labels.txt").unlink()
     _, report = run_train(["--task", "danceability", "--beat", "--data-dir", str(root), "--epochs", "1",
                            *TINY_CNN], tmp_path)
     assert report["eval_split"] == "validation" and "no labels" in report["eval_split_reason"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -135,8 +136,10 @@ def test_study_writes_table_with_references_best_json_and_plot(tune_run):
 
 @pytest.fixture(scope="session")
 def resumed_run(tune_run, tiny_corpus, tmp_path_factory):
-    """The same study continued to 3 trials, the best configuration exported."""
-    study, run_dir, snapshot = tune_run
+    """The same study continued to 3 trials (in a copy of its folder), the best configuration exported."""
+    study, first_dir, snapshot = tune_run
+    run_dir = tmp_path_factory.mktemp("tune_resumed") / "run"
+    shutil.copytree(first_dir, run_dir)  # tune_run's own folder stays as its tests expect it
     exports = tmp_path_factory.mktemp("tune_exports")
     assert main([str(study), "--data-dir", str(tiny_corpus), "--out", str(run_dir), "--max-trials", "3",
                  "--export", "tuned", "--export-root", str(exports)]) == 0
