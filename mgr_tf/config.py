@@ -10,36 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mgr_tf import layout
-from mgr_tf.genres import EMOTIONS
 
 T = TypeVar("T")
 
-# Rows 0..127 of a fused array are log-mel, rows 128..139 chroma (reference section 1).
-BAND_SLICES: dict[str, tuple[int, int]] = {
-    "fused": (0, 140),
-    "mel": (0, 128),
-    "chroma": (128, 140),
-}
+# Rows 0..127 of a stored (fused) array are log-mel, rows 128..139 chroma (reference section 1); the
+# feature types derived from it are registered in mgr_tf.feature_types.
 FUSED_BANDS = 140
 FULL_FRAMES = 1293  # padding length used by published code on the full spectrograms
 BEAT_FRAMES = 129  # ... and on the beat-synchronous ones
-TASKS = ("genre", "valence", "energy", "danceability", "multitask")
-
-
-def task_outputs(task: str) -> tuple[str, ...]:
-    """The output names a task's model has (and the targets its data carries).
-
-    Args:
-        task: genre, valence, energy, danceability or multitask.
-    """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    return EMOTIONS if task == "multitask" else (task,)
 
 
 @dataclass(frozen=True)
@@ -92,6 +75,9 @@ class DataConfig:
             instead of pad/crop to max_frames.
         skip_bad: skip bad examples (counted and named in the build summary) instead of failing.
         shuffle_buffer: shuffle buffer size for the train split.
+        patch_frames: train on random crops of this many frames, drawn afresh each epoch; evaluation,
+            predict and the SavedModel average the model over the windows of the whole clip (hop = half a
+            patch) in the graph. None = train on whole clips.
     """
 
     data_dir: str | None = None
@@ -106,14 +92,19 @@ class DataConfig:
     variable_length: bool = False
     skip_bad: bool = False
     shuffle_buffer: int = 1024
+    patch_frames: int | None = None
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        if self.features not in BAND_SLICES:
-            raise ValueError(f"features must be one of {tuple(BAND_SLICES)}, got {self.features!r}")
+        from mgr_tf.tasks import get_task
+
+        get_task(self.task)  # ValueError naming the registered tasks
+        from mgr_tf.feature_types import get_feature_type
+
+        get_feature_type(self.features)  # ValueError naming the registered feature types
         if self.num_genres not in (10, 20):
             raise ValueError(f"num_genres must be 10 or 20, got {self.num_genres}")
+        if self.patch_frames is not None and self.patch_frames < 1:
+            raise ValueError(f"patch_frames must be at least 1, got {self.patch_frames}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
@@ -126,22 +117,30 @@ class DataConfig:
 
     @property
     def num_bands(self) -> int:
-        lo, hi = BAND_SLICES[self.features]
-        return hi - lo
+        from mgr_tf.feature_types import num_bands
+
+        return num_bands(self.features)
 
     @property
     def sub_dataset(self) -> str:
         """Folder name of the sub-dataset this task reads."""
-        return layout.sub_datasets(self.task)[self.beat]
+        from mgr_tf.data.layout import sub_datasets
+        from mgr_tf.tasks import get_task
+
+        return sub_datasets(get_task(self.task).label_kind)[self.beat]
 
 
 def to_dict(config: Any) -> dict:
     """A dataclass config (possibly nested) as a JSON-ready dict."""
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
     return json.loads(json.dumps(dataclasses.asdict(config), default=list))
 
 
 def from_dict(cls: type[T], data: dict) -> T:
     """Builds `cls` from a dict, rejecting unknown keys with a clear message."""
+    if hasattr(cls, "from_dict"):
+        return cls.from_dict(data)
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
@@ -155,8 +154,14 @@ def from_dict(cls: type[T], data: dict) -> T:
     return cls(**kwargs)
 
 
-def write_json(path: str | Path, data: dict) -> None:
-    """Writes `data` as indented JSON (creating parent folders)."""
+def write_json(path: str | Path, data: Any) -> None:
+    """Writes `data` as indented JSON, atomically (creating parent folders).
+
+    The text goes to a temporary file beside `path` that is then renamed over it, so a concurrent
+    reader (another process preparing the same records, a resumed run) never sees half a file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)

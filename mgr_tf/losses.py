@@ -23,7 +23,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mgr_tf.config import task_outputs
 from mgr_tf.genres import EMOTIONS
 
 PACKAGE = "mgr_tf"
@@ -269,14 +268,16 @@ def task_losses(task: str, *, spearman_weight: float = 1.0, method: str = "permu
     """The loss of every output of a task's model, keyed by output name (ready for `compile(loss=...)`).
 
     Args:
-        task: genre, valence, energy, danceability or multitask.
+        task: a registered task (genre, valence, energy, danceability, multitask, ...).
         spearman_weight: lambda of `MSESpearmanLoss` for emotion outputs.
         method: soft rank method.
         strength: soft rank temperature / regularisation.
     """
-    if task == "genre":
-        return {"genre": keras.losses.SparseCategoricalCrossentropy()}
-    return {name: MSESpearmanLoss(spearman_weight, method, strength) for name in task_outputs(task)}
+    from mgr_tf.tasks import get_task
+    from mgr_tf.training.run import TrainConfig
+
+    train = TrainConfig(spearman_weight=spearman_weight, spearman_method=method, spearman_strength=strength)
+    return get_task(task).losses(train)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

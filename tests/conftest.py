@@ -25,7 +25,7 @@ def _isolated_cache_home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """All four sub-datasets, 3 clips per genre, 6 s clips: fast, real formats, short arrays."""
-    from mgr_tf.synth import generate_corpus
+    from mgr_tf.audio.synth import generate_corpus
 
     root = tmp_path_factory.mktemp("tiny_corpus")
     generate_corpus(root, seed=0, clips=60, duration=6.0, progress=False)
@@ -36,14 +36,18 @@ TINY_CNN = ["--model", "cnn", "--cnn-channels", "4", "8", "8", "8", "--max-frame
 TINY_LSTM = ["--model", "lstm", "--lstm-units", "8", "--lstm-frame-stride", "4", "--batch-size", "16"]
 
 
-def run_train(args, tmp_path, name="run", export=None):
-    """Runs `python -m mgr_tf.train` in-process; returns (run_dir, report)."""
+def run_train(args, tmp_path, name="run", export=None, baseline=False):
+    """Runs `python -m mgr_tf.train` in-process; returns (run_dir, report).
+
+    The summary baseline beside the run is skipped unless `baseline` (it has its own tests).
+    """
     import json
 
-    from mgr_tf.train import main
+    from mgr_tf.training.cli import main
 
     run_dir = tmp_path / name
-    argv = [*args, "--out", str(run_dir), "--export", export or "none", "--export-root", str(tmp_path / "exports")]
+    argv = [*args, "--out", str(run_dir), "--export", export or "none", "--export-root", str(tmp_path / "exports"),
+            *([] if baseline else ["--no-baseline"])]
     assert main(argv) == 0
     return run_dir, json.loads((run_dir / "report.json").read_text())
 
@@ -57,10 +61,11 @@ def export_dir(run):
 
 @pytest.fixture(scope="session")
 def genre_run(tiny_corpus, tmp_path_factory):
-    """A tiny CNN genre model trained for 2 epochs on the tiny corpus and exported (name 'genre')."""
+    """A tiny CNN genre model trained for 2 epochs on the tiny corpus and exported (name 'genre'), with
+    the summary baseline trained beside it."""
     tmp = tmp_path_factory.mktemp("genre_run")
     run_dir, report = run_train(["--task", "genre", "--data-dir", str(tiny_corpus), "--epochs", "2", *TINY_CNN],
-                                tmp, export="genre")
+                                tmp, export="genre", baseline=True)
     return run_dir, report
 
 

@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from mgr_tf import data, io as mgr_io
+from mgr_tf import data
+from mgr_tf.data import readers as mgr_io
 from mgr_tf.config import DataConfig
 from mgr_tf.genres import EMOTIONS, GENRE_MAP_20_TO_10, GENRES_10, GENRES_20
 

@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import export_dir
-from mgr_tf.export import find_ops, next_version, resolve_model_dir
+from mgr_tf.serving.export import find_ops, next_version, resolve_model_dir
 from mgr_tf.genres import EMOTIONS
-from mgr_tf.serving import RequestError, grpc_predict, load_signature, rest_predict
+from mgr_tf.serving.requests import RequestError, grpc_predict, load_signature, rest_predict
 
 
 def _random_spectrogram(frames, bands=140, seed=0):
@@ -38,7 +38,7 @@ def test_export_layout_is_what_tf_serving_loads(genre_run):
 
 
 def test_next_export_is_the_next_version_written_atomically(genre_run, tmp_path):
-    from mgr_tf.train import export_run
+    from mgr_tf.serving.export import export_run
 
     run_dir, _ = genre_run
     root = tmp_path / "models"
@@ -143,7 +143,7 @@ def test_beat_model_has_no_waveform_signature_and_full_model_has_one(genre_run, 
 
 def test_waveform_signature_matches_features_computed_outside(genre_run):
     from mgr_tf.config import FeatureConfig
-    from mgr_tf.features import fused_features
+    from mgr_tf.audio.features import fused_features
 
     export = export_dir(genre_run)
     loaded = tf.saved_model.load(str(export))

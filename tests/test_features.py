@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from mgr_tf import features as F
+from mgr_tf.audio import features as F
 from mgr_tf.config import FeatureConfig
 
 CFG = FeatureConfig()

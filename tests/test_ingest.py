@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mgr_tf import io as mgr_io
+from mgr_tf.data import readers as mgr_io
 from mgr_tf.config import DataConfig, FeatureConfig
-from mgr_tf.ingest import MANIFEST, SUMMARY, IngestConfig, assign_splits, ingest, main
+from mgr_tf.audio.ingest import MANIFEST, SUMMARY, IngestConfig, assign_splits, ingest, main
 
 SR = 22050
 CLIP = 5.0  # seconds; 1 + 5 * 22050 // 512 = 216 frames
@@ -188,7 +188,7 @@ def test_centre_clip_and_30s_default(tmp_path):
     assert short.shape == (140, 1 + int(29.5 * SR) // 512)
     arr = mgr_io.load_spectrogram(tmp_path / "out" / "fma_genre_spectrograms" / "train" / "a.fused.full.npy")
     assert arr.shape == (140, 1292)
-    from mgr_tf.features import fused_features
+    from mgr_tf.audio.features import fused_features
 
     centre = audio[2 * SR: 32 * SR]
     np.testing.assert_allclose(arr.T, fused_features(centre).numpy(), atol=1e-4)

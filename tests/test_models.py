@@ -18,9 +18,9 @@ from tests.model_harness import (BANDS, FRAMES, NUM_CLASSES, check_fit_step, che
 
 FAMILIES = ("lstm", "cnn", "ast")
 TINY = {
-    "lstm": ModelConfig(family="lstm", lstm_units=(8,), lstm_frame_stride=2, dropout=0.1),
-    "cnn": ModelConfig(family="cnn", cnn_channels=(4, 4, 8, 8), dropout=0.1),
-    "ast": ModelConfig(family="ast", ast_dim=16, ast_depth=1, ast_heads=2, ast_patch=(8, 4), ast_stride=(8, 4),
+    "lstm": ModelConfig.of("lstm", lstm_units=(8,), lstm_frame_stride=2, dropout=0.1),
+    "cnn": ModelConfig.of("cnn", cnn_channels=(4, 4, 8, 8), dropout=0.1),
+    "ast": ModelConfig.of("ast", ast_dim=16, ast_depth=1, ast_heads=2, ast_patch=(8, 4), ast_stride=(8, 4),
                        dropout=0.1),
 }
 
@@ -55,9 +55,9 @@ def test_single_emotion_heads(family):
 
 
 @pytest.mark.parametrize("config", [
-    ModelConfig(family="lstm", lstm_units=(6, 5), lstm_frame_stride=1),
-    ModelConfig(family="lstm", lstm_units=(6,), lstm_frame_stride=3, lstm_bidirectional=True),
-    ModelConfig(family="lstm", lstm_units=(6,), lstm_frame_stride=4, lstm_pooling="mean"),
+    ModelConfig.of("lstm", lstm_units=(6, 5), lstm_frame_stride=1),
+    ModelConfig.of("lstm", lstm_units=(6,), lstm_frame_stride=3, lstm_bidirectional=True),
+    ModelConfig.of("lstm", lstm_units=(6,), lstm_frame_stride=4, lstm_pooling="mean"),
 ], ids=["stacked", "bidirectional-stride3", "mean-stride4"])
 def test_lstm_ignores_appended_padding(config):
     model = tiny_model("lstm", "multitask", config=config)
@@ -150,7 +150,7 @@ def test_ast_weights_from_keras_file(tmp_path):
 
 def test_default_sizes_and_cli_flags():
     for family in FAMILIES:
-        model = build_model(ModelConfig(family=family), "genre", num_bands=140, frames=1293)
+        model = build_model(ModelConfig.of(family), "genre", num_bands=140, frames=1293)
         assert model.count_params() < 500_000, (family, model.count_params())
     parser = argparse.ArgumentParser()
     add_dataclass_args(parser, ModelConfig, prefix="model")
@@ -160,15 +160,15 @@ def test_default_sizes_and_cli_flags():
     documented = _arg_docs(ModelConfig)
     assert all(documented.get(f.name) for f in dataclasses.fields(ModelConfig)), documented
     with pytest.raises(ValueError, match="family must be one of"):
-        ModelConfig(family="rnn")
+        ModelConfig.of("rnn")
     with pytest.raises(ValueError, match="divisible"):
-        ModelConfig(family="ast", ast_dim=30, ast_heads=4)
+        ModelConfig.of("ast", ast_dim=30, ast_heads=4)
 
 
 TINY_SIZES = {
-    "lstm": ModelConfig(family="lstm", lstm_units=(8,), lstm_frame_stride=2),
-    "cnn": ModelConfig(family="cnn", cnn_channels=(4, 4, 8, 8)),
-    "ast": ModelConfig(family="ast", ast_dim=16, ast_depth=1, ast_heads=2, ast_patch=(8, 8), ast_stride=(8, 8)),
+    "lstm": ModelConfig.of("lstm", lstm_units=(8,), lstm_frame_stride=2),
+    "cnn": ModelConfig.of("cnn", cnn_channels=(4, 4, 8, 8)),
+    "ast": ModelConfig.of("ast", ast_dim=16, ast_depth=1, ast_heads=2, ast_patch=(8, 8), ast_stride=(8, 8)),
 }
 
 
@@ -178,7 +178,7 @@ def test_trains_a_step_on_make_dataset_output(family, task, tiny_corpus):
     """Every family x head takes the real pipeline's batches (with the training code's compile)."""
     from mgr_tf.data import dataset_info, make_dataset
     from mgr_tf.config import DataConfig
-    from mgr_tf.train import TrainConfig, compile_for_task
+    from mgr_tf.training.run import TrainConfig, compile_for_task
 
     data = DataConfig(data_dir=str(tiny_corpus), task=task, beat=True, batch_size=8,
                       variable_length=family == "lstm")

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import export_dir
 from mgr_tf.cli import run_cli
-from mgr_tf.io import load_spectrogram
-from mgr_tf.predict import main
+from mgr_tf.data.readers import load_spectrogram
+from mgr_tf.serving.predict import main
 
 
 def _sample(corpus: Path, sub="fma_genre_spectrograms") -> Path:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mgr_tf import layout
+from mgr_tf.data import layout
 from mgr_tf.genres import GENRE_MAP_20_TO_10, GENRES_20
-from mgr_tf.synth import _emotion_knobs, _plan, emotion_targets, generate_corpus, main
+from mgr_tf.audio.synth import _emotion_knobs, _plan, emotion_targets, generate_corpus, main
 
 
 def _load(path: Path) -> np.ndarray:

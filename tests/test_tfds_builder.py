@@ -80,7 +80,7 @@ def test_tfds_build_cli(tiny_corpus, tmp_path):
          "--data_dir", str(data_dir)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    info = json.loads((data_dir / "fma_spectrograms" / "genre_beat" / "1.0.0" / "dataset_info.json").read_text())
+    info = json.loads((data_dir / "fma_spectrograms" / "genre_beat" / str(fma.Builder.VERSION) / "dataset_info.json").read_text())
     counts = {s["name"]: sum(int(n) for n in s["shardLengths"]) for s in info["splits"]}
     assert counts == {"train": 40, "test": 20}
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import TINY_CNN, run_train
 from mgr_tf.genres import EMOTIONS
-from mgr_tf.train import main
+from mgr_tf.training.cli import main
 
 
 def test_genre_run_writes_reports_plots_config_and_export(genre_run):

@@ -15,7 +15,7 @@ import pytest
 
 from mgr_tf.cli import UserError, run_cli
 from mgr_tf.genres import EMOTIONS
-from mgr_tf.tune import load_study, main, parse_study, weights_from_values
+from mgr_tf.tuning.study import load_study, main, parse_study, weights_from_values
 
 TINY_STUDY = {
     "name": "tiny",
@@ -174,7 +174,7 @@ def test_export_writes_a_saved_model_trained_on_train_plus_validation(resumed_ru
 
 
 def test_hyperband_tuner_is_capped_by_max_trials(tiny_corpus, tmp_path):
-    from mgr_tf.tune import make_tuner
+    from mgr_tf.tuning.study import make_tuner
 
     study = parse_study({**TINY_STUDY, "oracle": "hyperband", "epochs": 3}, "hb.json")
     tuner = make_tuner(study, study.data_config(str(tiny_corpus)), tmp_path / "hb", max_trials=4)

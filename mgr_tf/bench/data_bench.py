@@ -23,7 +23,7 @@ BATCH = 32
 
 def _corpus(quick: bool):
     from mgr_tf.paths import cache_home
-    from mgr_tf.synth import generate_corpus
+    from mgr_tf.audio.synth import generate_corpus
 
     clips, duration = (40, 10.0) if quick else (120, 30.0)
     root = cache_home() / "bench" / f"data-corpus-{clips}x{duration:g}s"
@@ -68,7 +68,7 @@ def run(quick: bool) -> list[Row]:
         quick: a smaller corpus (40 clips of 10 s) for a fast check.
     """
     from mgr_tf import data
-    from mgr_tf import io as mgr_io
+    from mgr_tf.data import readers as mgr_io
     from mgr_tf.config import DataConfig
     from mgr_tf.genres import GENRES_20
 

@@ -15,7 +15,7 @@ from mgr_tf.config import FeatureConfig
 
 
 def _clips(count: int, seconds: float, sr: int) -> np.ndarray:
-    from mgr_tf.synth import STYLES, _genre_knobs, synthesize
+    from mgr_tf.audio.synth import STYLES, _genre_knobs, synthesize
 
     out = []
     for i in range(count):
@@ -43,7 +43,7 @@ def run(quick: bool) -> list[Row]:
     """
     import tensorflow as tf
 
-    from mgr_tf.features import fused_features
+    from mgr_tf.audio.features import fused_features
 
     cfg = FeatureConfig()
     seconds = 30.0

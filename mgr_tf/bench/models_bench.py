@@ -26,7 +26,7 @@ def _measure(family: str, frames: int, batch: int, repeat: int) -> dict:
 
     # Beat-synchronous inputs are short: the LSTM keeps every frame there, as documented.
     stride = 4 if frames == FULL_FRAMES else 1
-    config = ModelConfig(family=family, lstm_frame_stride=stride)
+    config = ModelConfig.of(family, lstm_frame_stride=stride)
     model = build_model(config, "genre", num_bands=FUSED_BANDS, frames=frames)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=task_losses("genre"))
     rng = np.random.default_rng(0)

@@ -21,7 +21,7 @@ def run(quick: bool = False) -> list[Row]:
     import tensorflow as tf
 
     from mgr_tf.config import FULL_FRAMES
-    from mgr_tf.export import export_model
+    from mgr_tf.serving.export import export_model
     from mgr_tf.genres import GENRES_10
     from mgr_tf.models import ModelConfig, build_model
 
@@ -34,7 +34,7 @@ def run(quick: bool = False) -> list[Row]:
     batch = tf.constant(rng.normal(size=(big, frames, 140)).astype(np.float32))
     with tempfile.TemporaryDirectory() as tmp:
         for family in FAMILIES:
-            model = build_model(ModelConfig(family=family), "genre", num_bands=140, frames=frames)
+            model = build_model(ModelConfig.of(family), "genre", num_bands=140, frames=frames)
             path = export_model(model, family, task="genre", class_names=GENRES_10, num_bands=140, config={},
                                 root=tmp)
             signature = tf.saved_model.load(str(path)).signatures["serving_default"]
@@ -62,13 +62,13 @@ def _audio_prediction_latency(tmp: str, repeat: int) -> Row:
     import soundfile as sf
 
     from mgr_tf.config import FeatureConfig, to_dict
-    from mgr_tf.export import export_model
+    from mgr_tf.serving.export import export_model
     from mgr_tf.genres import GENRES_10
     from mgr_tf.models import ModelConfig, build_model
-    from mgr_tf.predict import Predictor
+    from mgr_tf.serving.predict import Predictor
 
     cfg = FeatureConfig()
-    model = build_model(ModelConfig(family="cnn"), "genre", num_bands=140, frames=1293)
+    model = build_model(ModelConfig.of("cnn"), "genre", num_bands=140, frames=1293)
     config = {"task": "genre", "class_names": list(GENRES_10), "num_bands": 140, "features": to_dict(cfg),
               "data": {"features": "fused", "beat": False}}
     path = export_model(model, "audio", task="genre", class_names=GENRES_10, num_bands=140, config=config,

@@ -52,7 +52,7 @@ def _step_times(batch: int, frames: int, repeat: int, method: str) -> tuple[floa
     models = []
     for weight in (0.0, 1.0):
         keras.utils.set_random_seed(0)
-        model = build_model(ModelConfig(family="cnn"), "valence", num_bands=FUSED_BANDS, frames=frames)
+        model = build_model(ModelConfig.of("cnn"), "valence", num_bands=FUSED_BANDS, frames=frames)
         model.compile(optimizer=keras.optimizers.Adam(1e-3),
                       loss=task_losses("valence", spearman_weight=weight, method=method))
         model.train_on_batch(x, y)

@@ -12,64 +12,73 @@ from typing import Callable
 
 import keras
 
-from mgr_tf.models.ast import build_ast_backbone
-from mgr_tf.models.cnn import build_cnn_backbone
-from mgr_tf.models.config import AST_PRESETS, FAMILIES, ModelConfig
-from mgr_tf.models.heads import HEAD_PREFIX, OUTPUT_NAMES, add_heads, task_outputs
-from mgr_tf.models.layers import SpectrogramNormalization
-from mgr_tf.models.lstm import build_lstm_backbone
+from mgr_tf.models import ast, cnn, lstm, summary
+from mgr_tf.models.layers import SpectrogramNormalization, SplitWindows, WindowMean
+from mgr_tf.models.registry import BACKBONES, Backbone, ModelConfig, get_backbone, register_backbone
+from mgr_tf.tasks import get_task
+
+# The registry lines: one per backbone family.
+register_backbone(lstm.BACKBONE)
+register_backbone(cnn.BACKBONE)
+register_backbone(ast.BACKBONE)
+register_backbone(summary.BACKBONE)
 
 __all__ = [
-    "AST_PRESETS", "BACKBONES", "FAMILIES", "ModelConfig", "OUTPUT_NAMES", "build_model", "class_names_of",
-    "load_backbone_weights", "set_backbone_trainable", "task_outputs", "transfer_model",
+    "BACKBONES", "Backbone", "ModelConfig", "build_model", "class_names_of", "get_backbone", "load_backbone_weights",
+    "load_keras_model", "register_backbone", "set_backbone_trainable", "transfer_model",
 ]
-
-# family -> fn(config, normalised_input, *, frames) -> (batch, features) tensor
-BACKBONES: dict[str, Callable] = {
-    "lstm": build_lstm_backbone,
-    "cnn": build_cnn_backbone,
-    "ast": build_ast_backbone,
-}
 
 INPUT_NAME = "spectrogram"
 NORM_LAYER = "normalization"
 EMBEDDING_LAYER = "embedding"
+HEAD_PREFIX = "head_"
 
 
 def build_model(config: ModelConfig, task: str, *, num_bands: int, frames: int, num_classes: int = 10,
-                norm_mean=None, norm_std=None, class_names=None) -> keras.Model:
+                norm_mean=None, norm_std=None, class_names=None, window_hop: int | None = None) -> keras.Model:
     """Builds the functional model for one task.
 
     Args:
         config: the architecture.
-        task: genre, valence, energy, danceability or multitask.
-        num_bands: bands per frame (140 fused, 128 mel, 12 chroma).
-        frames: the training length; CNN/AST pad (zeros, at the end) or centre-crop to it in-graph,
-            the LSTM accepts any length.
-        num_classes: genre classes (10 or 20).
+        task: a registered task (genre, valence, energy, danceability, multitask, ...).
+        num_bands: bands per frame (140 fused, 128 mel, 12 chroma, ...).
+        frames: the training length; fixed-length backbones pad (zeros, at the end) or centre-crop to it
+            in-graph, variable-length ones accept any length.
+        num_classes: classes of a classification task when `class_names` is not given.
         norm_mean: per-band mean of the training split, stored in the model; None = no shift.
         norm_std: per-band standard deviation of the training split; None = no scaling.
-        class_names: genre names stored in the genre output layer (see `class_names_of`).
+        class_names: class names stored in the classification output layer (see `class_names_of`).
+        window_hop: multi-window model: inputs of any length are cut into windows of `frames` frames every
+            `window_hop` frames, and the backbone's embeddings are averaged over the windows in the graph
+            (patch training). None = one pass over the (padded / cropped) input.
 
     Returns:
         A model with input "spectrogram" (batch, time, num_bands) of raw values and a dict of outputs
-        keyed by output name ("genre" and/or "valence", "energy", "danceability").
+        keyed by the task's output names.
     """
-    task_outputs(task)  # raises ValueError on an unknown task before anything is built
+    spec = get_task(task)  # raises ValueError on an unknown task before anything is built
+    backbone = get_backbone(config.family)
     inputs = keras.Input(shape=(None, num_bands), name=INPUT_NAME)
-    x = SpectrogramNormalization(num_bands, norm_mean, norm_std, name=NORM_LAYER)(inputs)
-    features = BACKBONES[config.family](config, x, frames=frames)
+    x = inputs
+    if window_hop:
+        x, weights = SplitWindows(frames, window_hop, name="windows")(x)
+    x = SpectrogramNormalization(num_bands, norm_mean, norm_std, name=NORM_LAYER)(x)
+    features = backbone.build(config, x, frames=frames)
+    if window_hop:
+        features = WindowMean(name="window_mean")([features, weights])
     features = keras.layers.Identity(name=EMBEDDING_LAYER)(features)
-    outputs = add_heads(features, task, config, num_classes=num_classes, class_names=class_names)
+    if class_names:
+        num_classes = len(class_names)
+    outputs = spec.heads(features, config, num_classes=num_classes, class_names=class_names)
     # Dict inputs: dataset elements are ({"spectrogram": x}, targets), so the model takes that dict as is.
     model = keras.Model({INPUT_NAME: inputs}, outputs, name=f"{config.family}_{task}")
-    if config.family == "ast" and config.ast_weights:
-        load_backbone_weights(model, config.ast_weights)
+    if backbone.after_build:
+        backbone.after_build(model, config)
     return model
 
 
-def _is_backbone_layer(layer) -> bool:
-    return not (layer.name.startswith(HEAD_PREFIX) or layer.name in OUTPUT_NAMES
+def _is_backbone_layer(layer, output_names=()) -> bool:
+    return not (layer.name.startswith(HEAD_PREFIX) or layer.name in output_names
                 or isinstance(layer, keras.layers.InputLayer))
 
 
@@ -97,14 +106,15 @@ def transfer_model(genre_model: keras.Model, task: str, config: ModelConfig) -> 
     if keys != ("genre",) or EMBEDDING_LAYER not in layer_names or NORM_LAYER not in layer_names:
         raise ValueError(f"transfer_model needs a genre model from mgr_tf.models.build_model (one 'genre' output, "
                          f"an '{EMBEDDING_LAYER}' layer); got model {genre_model.name!r} with outputs {list(keys)}")
-    if task == "genre":
-        raise ValueError("transfer_model builds an emotion or multitask model; task 'genre' is the source task")
+    spec = get_task(task)
+    if spec.transfer_source:
+        raise ValueError(f"transfer_model builds a model for another task; task {task!r} is the source task")
     clone = keras.models.clone_model(genre_model)
     clone.set_weights(genre_model.get_weights())
     features = clone.get_layer(EMBEDDING_LAYER).output
-    outputs = add_heads(features, task, config)
-    family = genre_model.name.split("_")[0]
-    return keras.Model(clone.input, outputs, name=f"{family}_{task}_from_genre")
+    outputs = spec.heads(features, config)
+    # The source model's name says its family ("cnn_genre"); the new one is named after it.
+    return keras.Model(clone.input, outputs, name=f"{genre_model.name}_to_{task}")
 
 
 def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:
@@ -118,8 +128,30 @@ def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:
         trainable: the new trainable state of the backbone.
     """
     for layer in model.layers:
-        if _is_backbone_layer(layer) and layer.name != NORM_LAYER:
+        if _is_backbone_layer(layer, _output_keys(model)) and layer.name != NORM_LAYER:
             layer.trainable = trainable
+
+
+def load_keras_model(path: str | Path) -> keras.Model:
+    """A trained model from a `.keras` file or a run folder holding `model.keras`.
+
+    Raises:
+        FileNotFoundError: nothing there.
+        ValueError: the file cannot be loaded as a model of this package (one line naming it).
+    """
+    import mgr_tf.losses  # noqa: F401  (registers custom objects)
+    import mgr_tf.metrics  # noqa: F401
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no trained model here (expected a .keras file or a run folder with "
+                                "model.keras)")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # corrupt or foreign files raise many types
+        raise ValueError(f"{path}: cannot load the model ({type(exc).__name__}: {exc})") from None
 
 
 def class_names_of(model: keras.Model) -> list[str] | None:
@@ -165,7 +197,7 @@ def load_backbone_weights(model: keras.Model, path: str | Path) -> int:
     copied = 0
     for layer in model.layers:
         other = source_layers.get(layer.name)
-        if other is None or not _is_backbone_layer(layer) or not layer.weights:
+        if other is None or not _is_backbone_layer(layer, _output_keys(model)) or not layer.weights:
             continue
         if [tuple(w.shape) for w in layer.weights] == [tuple(w.shape) for w in other.weights]:
             layer.set_weights(other.get_weights())

@@ -291,3 +291,62 @@ def kernel_regularizer(l2: float):
         l2: the L2 factor.
     """
     return keras.regularizers.L2(l2) if l2 else None
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SplitWindows(keras.layers.Layer):
+    """Cuts (batch, time, bands) into overlapping windows: ((batch * windows), window, bands) + weights.
+
+    Multi-window inference for patch-trained models: a clip of any length becomes
+    max(1, ceil((time - window) / hop) + 1) windows (the last zero-padded), run through the backbone as
+    a bigger batch; `WindowMean` then averages the window embeddings back to one per clip. The weight
+    of a window is its share of real (not all-zero padding) frames, so padding does not dilute a clip.
+
+    Args:
+        window: window length in frames (the patch length the model was trained on).
+        hop: frames between window starts.
+        **kwargs: base layer arguments.
+    """
+
+    def __init__(self, window: int, hop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.window, self.hop = int(window), int(hop)
+
+    def call(self, inputs):
+        length = tf.shape(inputs)[1]
+        count = 1 + (tf.maximum(length - self.window, 0) + self.hop - 1) // self.hop
+        total = (count - 1) * self.hop + self.window
+        x = tf.pad(inputs, [[0, 0], [0, tf.maximum(total - length, 0)], [0, 0]])
+        frames = tf.signal.frame(x, self.window, self.hop, axis=1)  # (batch, count, window, bands)
+        weights = tf.reduce_mean(tf.cast(tf.reduce_any(tf.not_equal(frames, 0.0), axis=-1), inputs.dtype), -1)
+        windows = tf.reshape(frames, [-1, self.window, inputs.shape[-1]])
+        return windows, weights
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (None, self.window, input_shape[-1]), (input_shape[0], None)
+
+    def get_config(self):
+        return {**super().get_config(), "window": self.window, "hop": self.hop}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class WindowMean(keras.layers.Layer):
+    """Weighted mean of window embeddings per clip: [(batch * windows, dim), (batch, windows)] -> (batch, dim).
+
+    Windows of weight 0 (all padding) are left out; a clip that is all padding gets the plain mean.
+    """
+
+    def call(self, inputs):
+        embeddings, weights = inputs
+        batch, count = tf.shape(weights)[0], tf.shape(weights)[1]
+        x = tf.reshape(embeddings, [batch, count, -1])
+        total = tf.reduce_sum(weights, axis=1, keepdims=True)
+        weights = tf.where(total > 0, weights / tf.maximum(total, 1e-9), tf.ones_like(weights) / tf.cast(count, weights.dtype))
+        out = tf.reduce_sum(x * weights[..., None], axis=1)
+        return tf.ensure_shape(out, [None, embeddings.shape[-1]])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[1][0], input_shape[0][-1])

@@ -22,8 +22,8 @@ import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mgr_tf import io as mgr_io
-from mgr_tf import layout
+from mgr_tf.data import readers as mgr_io
+from mgr_tf.data import layout
 from mgr_tf.config import FUSED_BANDS
 from mgr_tf.genres import EMOTIONS, GENRES_20
 
@@ -35,19 +35,20 @@ UNLABELLED_EMOTION = -1.0
 
 @dataclasses.dataclass
 class FmaConfig(tfds.core.BuilderConfig):
-    """A sub-dataset of the layout: its task and whether it is beat-synchronous.
+    """A sub-dataset of the layout: the kind of labels it carries and whether it is beat-synchronous.
 
     Args:
-        task: "genre" (20-class ClassLabel) or "multitask" (valence, energy, danceability).
+        label_kind: "genre" (a ClassLabel over the genre vocabulary) or "emotion" (valence, energy,
+            danceability).
         beat: read the beat-synchronous copy (T ~ 40..130 frames instead of ~1293).
     """
 
-    task: str = "genre"
+    label_kind: str = "genre"
     beat: bool = False
 
     @property
     def sub_dataset(self) -> str:
-        return layout.sub_datasets(self.task)[self.beat]
+        return layout.sub_datasets(self.label_kind)[self.beat]
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -59,8 +60,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         **kwargs: passed to `tfds.core.GeneratorBasedBuilder` (data_dir, config, ...).
     """
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
+        "1.1.0": "Any genre vocabulary (a sub-dataset's genres.txt; FMA's 20 names otherwise).",
         "1.0.0": "Initial release: four configs, unlabelled test splits flagged by `labelled`.",
     }
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
@@ -76,17 +78,18 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     """
     BUILDER_CONFIGS = [
         FmaConfig(name="genre_full", description="20-genre clips, full 30 s spectrograms.",
-                  task="genre", beat=False),
+                  label_kind="genre", beat=False),
         FmaConfig(name="genre_beat", description="20-genre clips, beat-synchronous spectrograms.",
-                  task="genre", beat=True),
+                  label_kind="genre", beat=True),
         FmaConfig(name="multitask_full", description="Valence/energy/danceability, full spectrograms.",
-                  task="multitask", beat=False),
+                  label_kind="emotion", beat=False),
         FmaConfig(name="multitask_beat", description="Valence/energy/danceability, beat-synchronous.",
-                  task="multitask", beat=True),
+                  label_kind="emotion", beat=True),
     ]
 
-    def __init__(self, *, skip_bad: bool = False, **kwargs):
+    def __init__(self, *, skip_bad: bool = False, genre_names: tuple[str, ...] = GENRES_20, **kwargs):
         self.skip_bad = skip_bad
+        self.genre_names = tuple(genre_names)
         self.skipped: list[mgr_io.Skipped] = []
         super().__init__(**kwargs)
 
@@ -96,11 +99,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "track_id": tfds.features.Text(),
             "labelled": tfds.features.Scalar(dtype=np.bool_),
         }
-        if self.builder_config.task == "genre":
-            features["genre"] = tfds.features.ClassLabel(names=list(GENRES_20))
-        else:
-            for name in EMOTIONS:
-                features[name] = tfds.features.Scalar(dtype=np.float32)
+        features.update(self._label_features()[self.builder_config.label_kind])
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict(features),
             supervised_keys=None,
@@ -130,9 +129,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 self.skipped.append(skip)
                 continue
             record = {"spectrogram": array.T, "track_id": ex.track_id, "labelled": ex.labelled}
-            if self.builder_config.task == "genre":
-                record["genre"] = ex.genre if ex.labelled else UNLABELLED_GENRE
-            else:
-                values = ex.emotions if ex.labelled else (UNLABELLED_EMOTION,) * len(EMOTIONS)
-                record.update(zip(EMOTIONS, values))
+            record.update(self._label_values[self.builder_config.label_kind](ex))
             yield ex.track_id, record
+
+    def _label_features(self) -> dict:
+        return {"genre": {"genre": tfds.features.ClassLabel(names=list(self.genre_names))},
+                "emotion": {name: tfds.features.Scalar(dtype=np.float32) for name in EMOTIONS}}
+
+    _label_values = {
+        "genre": lambda ex: {"genre": ex.genre if ex.labelled else UNLABELLED_GENRE},
+        "emotion": lambda ex: dict(zip(EMOTIONS, ex.emotions if ex.labelled else
+                                       (UNLABELLED_EMOTION,) * len(EMOTIONS))),
+    }

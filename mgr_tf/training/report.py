@@ -151,30 +151,22 @@ def plot_scatter(y_true: np.ndarray, y_pred: np.ndarray, name: str, metrics: Map
 
 def render_markdown(report: Mapping) -> str:
     """A readable report.md from the report.json dict."""
+    from mgr_tf.tasks import get_task
+
+    task = get_task(report["task"])
     lines = [f"# {report['title']}", "",
              f"Evaluated on the **{report['eval_split']}** split ({report['eval_split_reason']}).", ""]
-    if "genre" in report["metrics"]:
-        g = report["metrics"]["genre"]
-        lines += [f"Accuracy **{g['accuracy']:.3f}**, macro F1 **{g['macro_f1']:.3f}**, weighted F1 "
-                  f"{g['weighted_f1']:.3f} on {g['num_examples']} clips.", "",
-                  "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-        for name, row in g["per_class"].items():
-            lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1-score']:.3f} "
-                         f"| {int(row['support'])} |")
-        for label, key in (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg")):
-            row = g[key]
-            lines.append(f"| *{label}* | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1-score']:.3f} "
-                         f"| {int(row['support'])} |")
-        lines += ["", "![confusion matrix](confusion_matrix.png)", ""]
-    emotions = [k for k in report["metrics"] if k != "genre"]
-    if emotions:
-        lines += ["| target | Spearman | Pearson | MSE | n |", "|---|---|---|---|---|"]
-        for name in emotions:
-            m = report["metrics"][name]
-            lines.append(f"| {name} | {m['spearman']:.3f} | {m['pearson']:.3f} | {m['mse']:.4f} | {m['num_examples']} |")
-        if len(emotions) > 1:
-            lines.append(f"\nMean Spearman: **{report['mean_spearman']:.3f}**")
-        lines += [""] + [f"![{n}](scatter_{n}.png)" for n in emotions] + [""]
+    lines += task.markdown(report["metrics"])
+    if report.get("baseline"):
+        base = report["baseline"]
+        ours = task.headline(report["metrics"])
+        lines += ["## Against the summary-statistics baseline (same split)", "",
+                  "| model | " + " | ".join(ours) + " |", "|---" * (len(ours) + 1) + "|",
+                  f"| {report['model']} | " + " | ".join(f"{v:.3f}" for v in ours.values()) + " |",
+                  "| summary baseline | " + " | ".join(f"{base['headline'][k]:.3f}" for k in ours) + " |", ""]
+        first = next(iter(ours))
+        if ours[first] < base["headline"][first]:
+            lines += [f"**The model loses to the baseline** on {first}.", ""]
     if report.get("overfit"):
         lines += ["Memorisation check (--overfit-batch), training-mode metrics of the last epoch: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in report["overfit"].items()), ""]

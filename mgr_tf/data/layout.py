@@ -30,13 +30,17 @@ EMOTION_SUB_DATASETS: tuple[str, str] = (MULTITASK_FULL, MULTITASK_BEAT)
 SUB_DATASETS: tuple[str, ...] = GENRE_SUB_DATASETS + EMOTION_SUB_DATASETS
 
 
-def sub_datasets(task: str) -> tuple[str, str]:
-    """(full, beat) sub-dataset folder names holding a task's labels.
+LABEL_KINDS: dict[str, tuple[str, str]] = {"genre": GENRE_SUB_DATASETS, "emotion": EMOTION_SUB_DATASETS}
+
+
+def sub_datasets(label_kind: str) -> tuple[str, str]:
+    """(full, beat) sub-dataset folder names holding one kind of labels.
 
     Args:
-        task: "genre", or an emotion task (valence, energy, danceability, multitask).
+        label_kind: "genre" (genre label files) or "emotion" (the valence/energy/danceability CSV);
+            a task's `label_kind`.
     """
-    return GENRE_SUB_DATASETS if task == "genre" else EMOTION_SUB_DATASETS
+    return LABEL_KINDS[label_kind]
 SPLITS: tuple[str, ...] = ("train", "test")
 
 SAMPLE_SUFFIX = ".fused.full.npy"

@@ -23,7 +23,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from mgr_tf.config import FeatureConfig, from_dict, to_dict
-from mgr_tf.ingest import IngestConfig, Problem, Track, convert_track, make_extractor
+from mgr_tf.audio.ingest import IngestConfig, Problem, Track, convert_track, make_extractor
 
 
 class ConvertTrack(beam.DoFn):

@@ -30,14 +30,15 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from mgr_tf import io as mgr_io
-from mgr_tf.config import BAND_SLICES, FUSED_BANDS, DataConfig, task_outputs
-from mgr_tf.genres import class_names, map_index_table
+from mgr_tf.data import readers as mgr_io
+from mgr_tf.config import DataConfig, FeatureConfig, from_dict, write_json
+from mgr_tf.feature_types import derive, num_bands
+from mgr_tf.genres import GENRES_20, class_names, map_index_table
 from mgr_tf.paths import cache_home, default_corpus_dir
+from mgr_tf.tasks import get_task
 
 SPLITS = ("train", "validation", "test")
-# Strata for the validation split of emotion tasks: quantile bins of the target.
-EMOTION_STRATA = 5
+FEATURES_FILE = "features.json"  # the FeatureConfig a root's arrays were made with (written by ingest / synth)
 _ROLE_EXCLUDED, _ROLE_TRAIN, _ROLE_VAL = -1, 0, 1
 
 
@@ -46,11 +47,13 @@ class DatasetInfo:
     """What a model and a report need to know about the data of a `DataConfig`.
 
     Args:
-        class_names: genre class names (empty for emotion tasks).
-        num_classes: number of genre classes (0 for emotion tasks).
+        class_names: class names (the genre classes; empty for regression tasks).
+        num_classes: number of classes (0 for regression tasks).
         output_names: the target keys ("genre", or the emotion names).
         num_bands: bands per frame after band selection.
-        frames: pad/crop length.
+        frames: pad/crop length of the examples.
+        model_frames: the input length the model is built for (the patch length with patch training).
+        window_hop: with patch training, the hop between the windows the model averages over; else None.
         norm_mean: per selected band, mean over all frames of the train-minus-validation examples.
         norm_std: per selected band, standard deviation over the same frames (floored at 1e-6).
         counts: examples per split ("train" is train minus validation; dropped genres excluded).
@@ -58,6 +61,9 @@ class DatasetInfo:
         root: the dataset root read.
         fingerprint: short hash naming the prepared records (see the module docstring).
         skipped: bad examples skipped in skip-bad mode ("name: reason").
+        vocabulary: the raw genre names stored with the data (FMA's 20, or the root's genres.txt).
+        feature_config: the settings the arrays were made with (the root's features.json, else the
+            published ones).
     """
 
     class_names: tuple[str, ...]
@@ -65,6 +71,8 @@ class DatasetInfo:
     output_names: tuple[str, ...]
     num_bands: int
     frames: int
+    model_frames: int
+    window_hop: int | None
     norm_mean: np.ndarray = dataclasses.field(compare=False, repr=False)
     norm_std: np.ndarray = dataclasses.field(compare=False, repr=False)
     counts: dict = dataclasses.field(default_factory=dict)
@@ -72,6 +80,8 @@ class DatasetInfo:
     root: str = ""
     fingerprint: str = ""
     skipped: tuple[str, ...] = ()
+    vocabulary: tuple[str, ...] = ()
+    feature_config: FeatureConfig = FeatureConfig()
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,8 @@ class _Prepared:
     data_dir: Path
     index: dict  # split -> {"track_id": [...], "labelled": [...], label columns ...}
     skipped: tuple[str, ...]
+    vocabulary: tuple[str, ...]
+    feature_config: FeatureConfig
 
 
 _PREPARED: dict[tuple, _Prepared] = {}
@@ -89,7 +101,8 @@ _PREPARED: dict[tuple, _Prepared] = {}
 
 def builder_config_name(config: DataConfig) -> str:
     """The TFDS config (genre_full, genre_beat, multitask_full, multitask_beat) a DataConfig reads."""
-    return ("genre" if config.task == "genre" else "multitask") + ("_beat" if config.beat else "_full")
+    kind = get_task(config.task).label_kind
+    return {"genre": "genre", "emotion": "multitask"}[kind] + ("_beat" if config.beat else "_full")
 
 
 def resolve_root(config: DataConfig) -> Path:
@@ -102,7 +115,7 @@ def resolve_root(config: DataConfig) -> Path:
         return Path(config.data_dir).expanduser().resolve()
     root = default_corpus_dir(0)
     if not _corpus_complete(root):
-        from mgr_tf.synth import generate_corpus
+        from mgr_tf.audio.synth import generate_corpus
 
         print(f"mgr_tf: no --data-dir given; generating the embedded synthetic corpus in {root} "
               "(first use only)", file=sys.stderr, flush=True)
@@ -165,7 +178,10 @@ def prepare(config: DataConfig) -> _Prepared:
     if key in _PREPARED:
         return _PREPARED[key]
     data_dir = cache_home() / "tfds" / fp
-    builder = Builder(config=name, data_dir=str(data_dir), skip_bad=config.skip_bad)
+    vocabulary = (mgr_io.genre_vocabulary(root, config.sub_dataset)
+                  if get_task(config.task).label_kind == "genre" else ())
+    builder = Builder(config=name, data_dir=str(data_dir), skip_bad=config.skip_bad,
+                      genre_names=vocabulary or GENRES_20)
     summary_path = data_dir / f"build_summary-{name}.json"
     if not builder.is_prepared():
         # Validate the label files before TFDS starts, so errors come out as one clear line.
@@ -178,7 +194,7 @@ def prepare(config: DataConfig) -> _Prepared:
         skipped = [str(s) for s in builder.skipped]
         summary = {"root": str(root), "config": name, "skipped": skipped,
                    "counts": {s: int(builder.info.splits[s].num_examples) for s in mgr_io.SPLITS}}
-        _write_json(summary_path, summary)
+        write_json(summary_path, summary)
         counts = ", ".join(f"{s} {n}" for s, n in summary["counts"].items())
         print(f"mgr_tf: prepared {name}: {counts} examples; {len(skipped)} bad example(s) skipped",
               file=sys.stderr, flush=True)
@@ -186,16 +202,34 @@ def prepare(config: DataConfig) -> _Prepared:
             print(f"mgr_tf:   skipped {line}", file=sys.stderr)
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"skipped": []}
     index = _read_index(builder, data_dir / f"index-{name}.json")
-    prepared = _Prepared(builder, root, fp, data_dir, index, tuple(summary["skipped"]))
+    prepared = _Prepared(builder, root, fp, data_dir, index, tuple(summary["skipped"]), vocabulary,
+                         data_feature_config(root))
     _PREPARED[key] = prepared
     return prepared
 
 
-def _write_json(path: Path, obj) -> None:
-    """Writes JSON atomically, so a concurrent reader never sees half a file."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps(obj) + "\n")
-    tmp.replace(path)
+def data_feature_config(root: str | Path) -> FeatureConfig:
+    """The FeatureConfig a root's arrays were made with: its features.json, else the published settings."""
+    path = Path(root) / FEATURES_FILE
+    if not path.is_file():
+        return FeatureConfig()
+    try:
+        return from_dict(FeatureConfig, json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a feature settings file ({exc})") from None
+
+
+def label_map(config: DataConfig, vocabulary: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """(class names, raw label index -> class index with -1 = dropped) of a config's task.
+
+    The published 20 -> 10 mapping (or all 20 with num_genres=20) applies when the vocabulary is FMA's
+    20 names; any other vocabulary is used as it is, one class per name.
+    """
+    if not get_task(config.task).classification:
+        return (), None
+    if tuple(vocabulary) == GENRES_20:
+        return class_names(config.num_genres), np.asarray(map_index_table(config.num_genres), np.int64)
+    return tuple(vocabulary), np.arange(len(vocabulary), dtype=np.int64)
 
 
 def _read_index(builder, path: Path) -> dict:
@@ -215,26 +249,17 @@ def _read_index(builder, path: Path) -> dict:
                 values = [x.decode() for x in v] if v.dtype == object else v.tolist()
                 columns.setdefault(k, []).extend(values)
         index[split] = columns
-    _write_json(path, index)
+    write_json(path, index)
     return index
 
 
 def _target_index(config: DataConfig, columns: dict) -> np.ndarray:
-    """Per example of a split: the mapped genre class (-1 = dropped) or 0 for emotion tasks."""
-    if config.task != "genre":
-        return np.zeros(len(columns["track_id"]), np.int64)
-    table = np.asarray(map_index_table(config.num_genres) + [-1])
-    raw = np.asarray(columns["genre"], np.int64)
-    return table[raw]  # raw -1 (unlabelled) picks the appended -1
+    """Per example of a split: its class (-1 = dropped or unlabelled), or 0 for regression tasks."""
+    return get_task(config.task).class_index(columns, label_map(config, prepare(config).vocabulary)[1])
 
 
 def _strata(config: DataConfig, columns: dict) -> np.ndarray:
-    if config.task == "genre":
-        return _target_index(config, columns)
-    emotion = "energy" if config.task == "multitask" else config.task
-    values = np.asarray(columns[emotion], np.float64)
-    edges = np.quantile(values, np.linspace(0, 1, EMOTION_STRATA + 1)[1:-1])
-    return np.searchsorted(edges, values, side="right")
+    return get_task(config.task).strata(columns, label_map(config, prepare(config).vocabulary)[1])
 
 
 def split_roles(config: DataConfig) -> dict[str, int]:
@@ -285,8 +310,7 @@ def split_ids(config: DataConfig, split: str) -> list[str]:
     if split == "test":
         columns = prepared.index["test"]
         target = _target_index(config, columns)
-        return [t for t, c in zip(columns["track_id"], target) if c >= 0 or config.task != "genre"
-                or not _labelled(columns)]
+        return [t for t, c in zip(columns["track_id"], target) if c >= 0 or not _labelled(columns)]
     roles = split_roles(config)
     want = _ROLE_VAL if split == "validation" else _ROLE_TRAIN
     return [t for t in prepared.index["train"]["track_id"] if roles[t] == want]
@@ -302,9 +326,9 @@ def _check_split(split: str) -> None:
 
 
 def _norm_stats(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band (all 140) mean and std over every frame of the train-minus-validation examples."""
+    """Per-band mean and std of the config's feature type over every frame of train minus validation."""
     prepared = prepare(config)
-    key = f"{config.task}-{config.num_genres}-{config.val_fraction}-{config.seed}"
+    key = f"{config.task}-{config.features}-{config.num_genres}-{config.val_fraction}-{config.seed}"
     path = prepared.data_dir / f"norm-{builder_config_name(config)}-{key}.json"
     if path.is_file():
         stats = json.loads(path.read_text())
@@ -315,7 +339,7 @@ def _norm_stats(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
         x = tf.cast(features["spectrogram"], tf.float64)
         return tf.reduce_sum(x, 0), tf.reduce_sum(x * x, 0), tf.cast(tf.shape(x)[0], tf.float64)
 
-    zeros = tf.zeros([FUSED_BANDS], tf.float64)
+    zeros = tf.zeros([num_bands(config.features, prepared.feature_config)], tf.float64)
     total, total_sq, count = ds.map(moments, num_parallel_calls=tf.data.AUTOTUNE).reduce(
         (zeros, zeros, tf.constant(0.0, tf.float64)),
         lambda acc, m: (acc[0] + m[0], acc[1] + m[1], acc[2] + m[2]))
@@ -323,7 +347,7 @@ def _norm_stats(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     mean = total.numpy() / count
     std = np.sqrt(np.maximum(total_sq.numpy() / count - mean**2, 0.0))
     std = np.maximum(std, 1e-6)
-    _write_json(path, {"mean": mean.tolist(), "std": std.tolist()})
+    write_json(path, {"mean": mean.tolist(), "std": std.tolist()})
     return mean.astype(np.float32), std.astype(np.float32)
 
 
@@ -337,38 +361,43 @@ def dataset_info(config: DataConfig) -> DatasetInfo:
     """
     prepared = prepare(config)
     mean, std = _norm_stats(config)
-    lo, hi = BAND_SLICES[config.features]
+    names, _ = label_map(config, prepared.vocabulary)
     roles = split_roles(config)
     counts = {
         "train": sum(r == _ROLE_TRAIN for r in roles.values()),
         "validation": sum(r == _ROLE_VAL for r in roles.values()),
         "test": len(split_ids(config, "test")),
     }
-    names = class_names(config.num_genres) if config.task == "genre" else ()
     return DatasetInfo(
         class_names=tuple(names),
         num_classes=len(names),
-        output_names=task_outputs(config.task),
-        num_bands=hi - lo,
+        output_names=get_task(config.task).outputs,
+        num_bands=len(mean),
         frames=config.frames,
-        norm_mean=mean[lo:hi],
-        norm_std=std[lo:hi],
+        model_frames=config.patch_frames or config.frames,
+        window_hop=max(1, config.patch_frames // 2) if config.patch_frames else None,
+        norm_mean=mean,
+        norm_std=std,
         counts=counts,
         test_labelled=_labelled(prepared.index["test"]),
         root=str(prepared.root),
         fingerprint=prepared.fingerprint,
         skipped=prepared.skipped,
+        vocabulary=prepared.vocabulary,
+        feature_config=prepared.feature_config,
     )
 
 
 
 def _records(config: DataConfig, split: str, *, cropped: bool = True,
-             with_ids: bool = False, bands: tuple[int, int] = (0, FUSED_BANDS)) -> tf.data.Dataset:
-    """Unbatched `(features, targets)` of one split: filtered, mapped, band-selected, cropped."""
+             with_ids: bool = False) -> tf.data.Dataset:
+    """Unbatched `(features, targets)` of one split: filtered, label-mapped, feature-derived, cropped."""
     prepared = prepare(config)
+    task = get_task(config.task)
     tfds_split = "test" if split == "test" else "train"
     ds = prepared.builder.as_dataset(split=tfds_split, shuffle_files=False)
-    genre_map = tf.constant(map_index_table(config.num_genres), tf.int32)
+    table_np = label_map(config, prepared.vocabulary)[1]
+    classes = None if table_np is None else tf.constant(table_np, tf.int32)
 
     if split != "test":
         roles = split_roles(config)
@@ -378,29 +407,22 @@ def _records(config: DataConfig, split: str, *, cropped: bool = True,
             default_value=_ROLE_EXCLUDED)
         want = _ROLE_VAL if split == "validation" else _ROLE_TRAIN
         ds = ds.filter(lambda ex: tf.equal(table.lookup(ex["track_id"]), want))
-    elif config.task == "genre":
-        # Dropped genres leave the test split too; unlabelled examples (-1) stay.
-        ds = ds.filter(lambda ex: tf.logical_or(
-            ex["genre"] < 0, tf.gather(genre_map, tf.maximum(tf.cast(ex["genre"], tf.int32), 0)) >= 0))
+    else:
+        # Classes dropped by the label map leave the test split too; unlabelled examples stay.
+        keep = tf.constant(split_ids(config, "test"), tf.string)
+        ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(keep, ex["track_id"])))
 
-    lo, hi = bands
     frames = config.frames
-    outputs = task_outputs(config.task)
+    fcfg = prepared.feature_config
 
     def to_pair(ex):
-        x = ex["spectrogram"][:, lo:hi]
+        x = ex["spectrogram"]
         if cropped:
             x = x[:frames]
-        features = {"spectrogram": x}
+        features = {"spectrogram": derive(config.features, x, fcfg)}
         if with_ids:
             features["track_id"] = ex["track_id"]
-        if config.task == "genre":
-            raw = tf.cast(ex["genre"], tf.int32)
-            genre = tf.where(raw >= 0, tf.gather(genre_map, tf.maximum(raw, 0)), -1)
-            targets = {"genre": genre}
-        else:
-            targets = {name: tf.reshape(tf.cast(ex[name], tf.float32), [1]) for name in outputs}
-        return features, targets
+        return features, task.targets(ex, classes)
 
     return ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
@@ -438,27 +460,29 @@ def make_dataset(config: DataConfig, split: str, *, with_ids: bool = False,
     _check_split(split)
     if shuffle is None:
         shuffle = split == "train"
-    bands = BAND_SLICES[config.features]
-    num_bands = bands[1] - bands[0]
+    bands = num_bands(config.features, prepare(config).feature_config)
     count = len(split_ids(config, split))
     length = config.frames if not config.variable_length else None
     # The split filter hides the size from tf.data; stating it lets Keras size epochs and progress bars.
-    ds = _records(config, split, with_ids=with_ids, bands=bands).apply(
+    ds = _records(config, split, with_ids=with_ids).apply(
         tf.data.experimental.assert_cardinality(count))
     if length is not None:
         # Pad before the cache, so later epochs only shuffle and batch fixed-size examples.
         ds = ds.map(lambda features, targets: (
             {**features, "spectrogram": tf.ensure_shape(tf.pad(
                 features["spectrogram"], [[0, length - tf.shape(features["spectrogram"])[0]], [0, 0]]),
-                [length, num_bands])},
+                [length, bands])},
             targets), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(max(1, min(config.shuffle_buffer, count)), seed=config.seed,
                         reshuffle_each_iteration=True)
-    padded = ({"spectrogram": [length, num_bands]} | ({"track_id": []} if with_ids else {}),
-              {name: [] if config.task == "genre" else [1] for name in task_outputs(config.task)})
-    if config.variable_length and split == "train":
+    padded = ({"spectrogram": [length, bands]} | ({"track_id": []} if with_ids else {}),
+              get_task(config.task).target_shapes())
+    if config.patch_frames and split == "train":
+        ds = _random_patches(ds, config)
+        length = config.patch_frames
+    if config.variable_length and split == "train" and not config.patch_frames:
         boundaries = bucket_boundaries(config)
         ds = ds.bucket_by_sequence_length(
             lambda features, _targets: tf.shape(features["spectrogram"])[0],
@@ -470,3 +494,26 @@ def make_dataset(config: DataConfig, split: str, *, with_ids: bool = False,
     else:
         ds = ds.padded_batch(config.batch_size, padded_shapes=padded)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _random_patches(ds: tf.data.Dataset, config: DataConfig) -> tf.data.Dataset:
+    """A random `patch_frames` crop of each example, drawn afresh each epoch (seeded, reproducible).
+
+    The crop starts anywhere in the clip's real (non-padding) frames; a clip shorter than a patch is
+    zero-padded. The random stream is `Dataset.random` re-randomised each epoch, so epochs differ while
+    the same seed gives the same crops.
+    """
+    patch = config.patch_frames
+    randoms = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
+
+    def crop(pair, r):
+        features, targets = pair
+        x = features["spectrogram"]
+        valid = tf.reduce_any(tf.not_equal(x, 0.0), axis=-1)
+        length = tf.maximum(tf.reduce_max(tf.where(valid, tf.range(1, tf.shape(x)[0] + 1), 0)), 1)
+        start = tf.cast(r % tf.cast(tf.maximum(length - patch, 0) + 1, tf.int64), tf.int32)
+        x = x[start:start + patch]
+        x = tf.ensure_shape(tf.pad(x, [[0, patch - tf.shape(x)[0]], [0, 0]]), [patch, x.shape[-1]])
+        return {**features, "spectrogram": x}, targets
+
+    return tf.data.Dataset.zip((ds, randoms)).map(crop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -23,7 +23,7 @@ import numpy as np
 
 from mgr_tf.config import FUSED_BANDS
 from mgr_tf.genres import EMOTIONS, GENRES_20
-from mgr_tf.layout import SAMPLE_SUFFIX, SPLITS, SUB_DATASETS, labels_name
+from mgr_tf.data.layout import SAMPLE_SUFFIX, SPLITS, SUB_DATASETS, labels_name
 
 EMOTION_HEADER = ("Id",) + EMOTIONS
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -59,7 +59,7 @@ class Example:
     Args:
         track_id: the FMA track id (the file name without its suffixes).
         path: the sample file that exists (`.npy` or `.npy.gz`).
-        genre: raw genre name (one of the 20) for genre sub-datasets, else None.
+        genre: raw genre name (one of the sub-dataset's vocabulary) for genre sub-datasets, else None.
         emotions: (valence, energy, danceability) for emotion sub-datasets, else None.
         labelled: False for examples of a split without a label file.
     """
@@ -179,7 +179,41 @@ def _data_lines(path: Path) -> list[tuple[int, str]]:
     return [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
-def read_genre_labels(path: str | Path, *, skip_bad: bool = False
+VOCABULARY_FILE = "genres.txt"
+
+
+def genre_vocabulary(root: str | Path, sub_dataset: str) -> tuple[str, ...]:
+    """The genre names of a genre sub-dataset, in class-index order.
+
+    FMA's 20 names unless the sub-dataset folder holds `genres.txt` (one name per line; written by
+    `mgr_tf.ingest` for any other label set, e.g. GTZAN's lower-case names).
+
+    Args:
+        root: dataset root.
+        sub_dataset: a genre sub-dataset folder name.
+
+    Raises:
+        ValueError: an empty vocabulary file, a blank or duplicated name, or fewer than two names.
+    """
+    path = Path(root) / sub_dataset / VOCABULARY_FILE
+    if not path.is_file():
+        return GENRES_20
+    names = [line.strip() for line in path.read_text().splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise ValueError(f"{path}: empty genre vocabulary (expected one genre name per line)")
+    for no, name in enumerate(names, start=1):
+        if not name:
+            raise ValueError(f"{path}:{no}: blank genre name")
+        if names.index(name) != no - 1:
+            raise ValueError(f"{path}:{no}: genre {name!r} is listed twice")
+    if len(names) < 2:
+        raise ValueError(f"{path}: a genre vocabulary needs at least two names, got {names}")
+    return tuple(names)
+
+
+def read_genre_labels(path: str | Path, *, skip_bad: bool = False, vocabulary: tuple[str, ...] = GENRES_20
                       ) -> tuple[list[tuple[int, str, str]], list[Skipped]]:
     """Reads a genre label file: a header line, then "<file name><TAB><Genre>" per line.
 
@@ -187,6 +221,7 @@ def read_genre_labels(path: str | Path, *, skip_bad: bool = False
         path: the label file (e.g. train_labels.txt).
         skip_bad: collect bad lines (unknown genre, duplicate id, wrong delimiter) as `Skipped`
             instead of raising.
+        vocabulary: the genre names allowed (FMA's 20 unless the sub-dataset has a genres.txt).
 
     Returns:
         ([(line number, file name, genre)], skipped) in file order.
@@ -210,9 +245,11 @@ def read_genre_labels(path: str | Path, *, skip_bad: bool = False
         if len(parts) != 2:
             raise ValueError(f"{path}:{no}: expected '<id>.fused.full.npy.gz<TAB><Genre>' (one tab), got {line!r}")
         name, genre = parts[0].strip(), parts[1].strip()
-        if genre not in GENRES_20:
-            raise ValueError(f"{path}:{no}: unknown genre {genre!r} (expected one of the 20 FMA genres: "
-                             f"{', '.join(GENRES_20)})")
+        if genre not in vocabulary:
+            hint = (f"one of the 20 FMA genres: {', '.join(GENRES_20)}; for another label set, list its names "
+                    f"in {path.parent / VOCABULARY_FILE}, one per line" if vocabulary == GENRES_20 else
+                    f"one of the {len(vocabulary)} names in {path.parent / VOCABULARY_FILE}")
+            raise ValueError(f"{path}:{no}: unknown genre {genre!r} (expected {hint})")
         return track_id_from_name(name), (no, name, genre)
 
     return _parse_label_lines(path, lines[1:], parse, skip_bad)
@@ -368,7 +405,8 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
         listing_labelled = False
     else:
         if genre:
-            rows, skipped = read_genre_labels(labels, skip_bad=skip_bad)
+            rows, skipped = read_genre_labels(labels, skip_bad=skip_bad,
+                                              vocabulary=genre_vocabulary(root, sub_dataset))
         else:
             rows, skipped = read_emotion_labels(labels, skip_bad=skip_bad)
         for no, name, label in rows:

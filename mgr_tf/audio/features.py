@@ -26,7 +26,8 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from mgr_tf.config import BAND_SLICES, FeatureConfig
+from mgr_tf.config import FeatureConfig
+from mgr_tf.feature_types import get_feature_type
 
 _AMIN = 1e-10
 # Fallback segment length for audio without detectable beats: one beat at 120 BPM.
@@ -182,7 +183,7 @@ class AudioFeatures(keras.layers.Layer):
     graph computes exactly the training features.
 
     Args:
-        bands: band selection: "fused" (140), "mel" (128) or "chroma" (12).
+        bands: the feature type (a name registered in `mgr_tf.feature_types`: fused, mel, chroma, ...).
         sample_rate, n_fft, hop_length, n_mels, n_chroma, fmin, fmax, top_db: the fields of
             `FeatureConfig`.
         **kwargs: base layer arguments (name, dtype, ...).
@@ -192,8 +193,7 @@ class AudioFeatures(keras.layers.Layer):
                  hop_length: int = 512, n_mels: int = 128, n_chroma: int = 12, fmin: float = 0.0,
                  fmax: float | None = None, top_db: float | None = 80.0, **kwargs):
         super().__init__(**kwargs)
-        if bands not in BAND_SLICES:
-            raise ValueError(f"bands must be one of {tuple(BAND_SLICES)}, got {bands!r}")
+        get_feature_type(bands)  # ValueError naming the registered feature types
         self.bands = bands
         self.feature_config = FeatureConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
                                             n_mels=n_mels, n_chroma=n_chroma, fmin=fmin, fmax=fmax,
@@ -215,17 +215,12 @@ class AudioFeatures(keras.layers.Layer):
 
     def call(self, waveform):
         cfg = self.feature_config
-        if self.bands == "mel":
-            return log_mel(waveform, cfg)
-        if self.bands == "chroma":
-            return chroma(waveform, cfg)
-        return fused_features(waveform, cfg)
+        return get_feature_type(self.bands).derive(fused_features(waveform, cfg), cfg)
 
     def compute_output_shape(self, input_shape):
-        lo, hi = BAND_SLICES[self.bands]
         samples = input_shape[-1]
         frames = None if samples is None else num_frames(samples, self.feature_config)
-        return (*input_shape[:-1], frames, hi - lo)
+        return (*input_shape[:-1], frames, get_feature_type(self.bands).bands(self.feature_config))
 
     def get_config(self):
         cfg = self.feature_config

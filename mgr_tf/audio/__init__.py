@@ -1,0 +1,1 @@
+"""Audio in: in-graph log-mel / chroma features, the synthetic corpus and the audio -> dataset converter."""

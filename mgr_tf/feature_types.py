@@ -1,0 +1,75 @@
+"""The feature-type registry: what a model's `spectrogram` input is, as a function of the stored arrays.
+
+Every stored example is a fused (time, 140) array: rows 0..127 of the disk array are log-mel, 128..139
+chroma (reference section 1). A feature type derives a model's input from it in graph (so the data
+pipeline, `serving_waveform` and predict all compute the same thing) and states its band count. The
+run's config.json and the export's assets record the feature type by name.
+
+Adding a feature type = one `register_feature_type(FeatureType(...))` line with its function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from mgr_tf.config import FeatureConfig
+
+
+@dataclass(frozen=True)
+class FeatureType:
+    """One model input derived from the fused (time, mel + chroma) array.
+
+    Args:
+        name: the `--features` value.
+        description: one line for --help and reports.
+        bands: the number of bands per frame, given the data's FeatureConfig.
+        derive: fn(fused, cfg) -> features: fused is a float32 tensor or array (..., time, mel + chroma);
+            the result is (..., time, bands). Must be graph-friendly (tf ops or slicing).
+    """
+
+    name: str
+    description: str
+    bands: Callable[[FeatureConfig], int]
+    derive: Callable
+
+
+FEATURE_TYPES: dict[str, FeatureType] = {}
+
+
+def register_feature_type(feature_type: FeatureType) -> FeatureType:
+    """Adds `feature_type` to the registry under its name; returns it."""
+    FEATURE_TYPES[feature_type.name] = feature_type
+    return feature_type
+
+
+def get_feature_type(name: str) -> FeatureType:
+    """The registered feature type `name`.
+
+    Raises:
+        ValueError: naming the known feature types, if there is none.
+    """
+    try:
+        return FEATURE_TYPES[name]
+    except KeyError:
+        raise ValueError(f"features must be one of {tuple(FEATURE_TYPES)}, got {name!r}") from None
+
+
+def num_bands(name: str, cfg: FeatureConfig = FeatureConfig()) -> int:
+    """Bands per frame of feature type `name` for data made with `cfg`."""
+    return get_feature_type(name).bands(cfg)
+
+
+def derive(name: str, fused, cfg: FeatureConfig = FeatureConfig()):
+    """Feature type `name` computed from a fused (..., time, mel + chroma) tensor or array."""
+    return get_feature_type(name).derive(fused, cfg)
+
+
+register_feature_type(FeatureType(
+    "fused", "log-mel and chroma stacked (the stored arrays as they are)",
+    lambda cfg: cfg.n_mels + cfg.n_chroma, lambda x, cfg: x))
+register_feature_type(FeatureType(
+    "mel", "the log-mel rows (dB)", lambda cfg: cfg.n_mels, lambda x, cfg: x[..., :cfg.n_mels]))
+register_feature_type(FeatureType(
+    "chroma", "the chroma rows", lambda cfg: cfg.n_chroma,
+    lambda x, cfg: x[..., cfg.n_mels:cfg.n_mels + cfg.n_chroma]))

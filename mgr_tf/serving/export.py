@@ -1,0 +1,229 @@
+"""SavedModel export that TF Serving loads as is: `exported_models/<name>/<version>/`.
+
+Signatures:
+- `serving_default`: `spectrogram` (batch, time, bands) float32, raw (normalisation is inside the model).
+  Genre models answer `probabilities` (batch, classes) and `genre` (batch,) label strings; emotion
+  models answer one (batch,) output per target (`valence`, `energy`, `danceability`).
+- `serving_waveform` (models trained on full, not beat-synchronous, features, when the in-graph feature
+  extractor is available): `waveform` (batch, samples) float32 mono at the feature config's sample rate;
+  the same outputs.
+
+Each version is written to a hidden temporary folder beside its final place and renamed in one step,
+so a server polling the model folder never sees a half-written version. `assets/` holds `labels.txt`
+(class names), `config.json` (everything needed to rebuild the run) and `metrics.json`.
+
+`python -m mgr_tf.export RUN_DIR [--name NAME] [--root DIR]` exports a finished run's model again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from mgr_tf.cli import UserError, quiet_tensorflow, run_cli
+from mgr_tf.config import write_json
+
+DEFAULT_EXPORT_ROOT = "exported_models"
+
+
+def next_version(model_root: Path) -> int:
+    """The next integer version under a model folder (1 if there is none)."""
+    versions = [int(p.name) for p in model_root.iterdir() if p.is_dir() and p.name.isdigit()] if model_root.exists() else []
+    return max(versions, default=0) + 1
+
+
+def _named_outputs(task: str, outputs: Mapping, class_names: Sequence[str]):
+    from mgr_tf.tasks import get_task
+
+    return get_task(task).serving_outputs(outputs, class_names)
+
+
+def _add_waveform_endpoint(archive, model, task, class_names, feature_config, features) -> None:
+    """Adds `serving_waveform`: waveforms through the in-graph feature extractor, then the model."""
+    import tensorflow as tf
+
+    from mgr_tf.audio.features import AudioFeatures
+    from mgr_tf.models import INPUT_NAME
+
+    extractor = AudioFeatures.from_feature_config(feature_config, bands=features)
+    archive.track(extractor)
+
+    def serve_waveform(waveform):
+        spectrogram = extractor(waveform)
+        return _named_outputs(task, model({INPUT_NAME: spectrogram}, training=False), class_names)
+
+    archive.add_endpoint("serving_waveform", serve_waveform,
+                         input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
+
+
+def export_model(model, name: str, *, task: str, class_names: Sequence[str], num_bands: int,
+                 config: Mapping, metrics: Mapping | None = None, root: str | Path = DEFAULT_EXPORT_ROOT,
+                 waveform: bool = False, feature_config=None, features: str = "fused") -> Path:
+    """Writes `root/name/<next version>/` atomically and returns that folder.
+
+    Args:
+        model: a trained Keras model with named outputs (see docs/architecture.md).
+        name: model name (TF Serving's `model_name`).
+        task: genre, valence, energy, danceability or multitask.
+        class_names: genre class names (ignored for emotion tasks).
+        num_bands: bands of the `spectrogram` input.
+        config: the run's config dict (written to assets/config.json).
+        metrics: evaluation metrics (written to assets/metrics.json).
+        root: export root folder.
+        waveform: also add the `serving_waveform` signature (full-length features only).
+        feature_config: the `FeatureConfig` the model's features were computed with.
+        features: band selection (fused, mel or chroma), for the waveform signature.
+    """
+    import keras
+    import tensorflow as tf
+
+    from mgr_tf.models import INPUT_NAME
+
+    if not name or "/" in name or name.startswith("."):
+        raise UserError(f"bad export name {name!r}: use a plain folder name")
+    model_root = Path(root) / name
+    model_root.mkdir(parents=True, exist_ok=True)
+    tmp = model_root / f".tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with tf.device("/CPU:0"):
+            archive = keras.export.ExportArchive()
+            archive.track(model)
+
+            def serve(spectrogram):
+                return _named_outputs(task, model({INPUT_NAME: spectrogram}, training=False), class_names)
+
+            archive.add_endpoint("serving_default", serve,
+                                 input_signature=[tf.TensorSpec([None, None, num_bands], tf.float32,
+                                                                name=INPUT_NAME)])
+            if waveform:
+                _add_waveform_endpoint(archive, model, task, class_names, feature_config, features)
+            archive.write_out(str(tmp), verbose=False)
+        cudnn = find_ops(tmp, "Cudnn")
+        if cudnn:
+            raise RuntimeError(f"export would contain GPU-only ops {sorted(cudnn)}; export from a CPU process "
+                               "(CUDA_VISIBLE_DEVICES=-1 python -m mgr_tf.export RUN_DIR)")
+        assets = tmp / "assets"
+        assets.mkdir(exist_ok=True)
+        (assets / "labels.txt").write_text("".join(f"{name}\n" for name in class_names))
+        signatures = ["serving_default"] + (["serving_waveform"] if waveform else [])
+        write_json(assets / "config.json", {**dict(config), "signatures": signatures})
+        write_json(assets / "metrics.json", dict(metrics or {}))
+        while True:
+            final = model_root / str(next_version(model_root))
+            try:
+                os.rename(tmp, final)
+                break
+            except OSError:
+                if not final.exists():
+                    raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def export_run(run_dir: Path, *, name: str | None = None, root: str = "exported_models", metrics=None) -> Path:
+    """Exports a run's `model.keras` as the next SavedModel version, from a CPU-only process if a GPU is visible."""
+    import json
+
+    import tensorflow as tf
+
+    from mgr_tf.serving.export import export_model
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise UserError(f"{run_dir}: not a training run folder (no config.json)")
+    config = json.loads(config_path.read_text())
+    name = name or config.get("export_name") or run_dir.name
+    if tf.config.list_physical_devices("GPU"):
+        # An LSTM traced on a GPU is exported with cuDNN-only ops that CPU serving cannot run.
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1"}
+        out = subprocess.run([sys.executable, "-m", "mgr_tf.export", str(run_dir), "--name", name, "--root", root],
+                             env=env, check=True, capture_output=True, text=True)
+        return Path(out.stdout.strip().split()[-1])
+    if metrics is None:
+        report = run_dir / "report.json"
+        metrics = json.loads(report.read_text())["metrics"] if report.exists() else {}
+    from mgr_tf.config import DataConfig, FeatureConfig, from_dict
+    from mgr_tf.models import load_keras_model
+
+    model = load_keras_model(run_dir)
+    data = from_dict(DataConfig, config["data"])
+    return export_model(model, name, task=config["task"], class_names=config["class_names"],
+                        num_bands=config["num_bands"], config=config, metrics=metrics, root=root,
+                        waveform=not data.beat, feature_config=from_dict(FeatureConfig, config["features"]),
+                        features=data.features)
+
+
+
+
+def find_ops(saved_model_dir: str | Path, fragment: str) -> set[str]:
+    """Op types in a SavedModel's graph and function library whose name contains `fragment`."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    found = set()
+    for meta in proto.meta_graphs:
+        nodes = list(meta.graph_def.node)
+        for function in meta.graph_def.library.function:
+            nodes.extend(function.node_def)
+        found.update(n.op for n in nodes if fragment in n.op)
+    return found
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A SavedModel version folder from either the version folder or the model folder (highest version).
+
+    Raises:
+        UserError: when the folder is missing or holds no SavedModel.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: model folder not found")
+    if (path / "saved_model.pb").exists():
+        return path
+    versions = sorted((int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit()), reverse=True)
+    for v in versions:
+        if (path / str(v) / "saved_model.pb").exists():
+            return path / str(v)
+    raise UserError(f"{path}: not a SavedModel (no saved_model.pb here nor in a numbered version folder)")
+
+
+def read_export_config(model_dir: Path) -> dict:
+    """The `assets/config.json` of an export, with a clear error when it is missing or corrupt."""
+    path = Path(model_dir) / "assets" / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; this SavedModel was not exported by mgr_tf") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: corrupt JSON ({exc})") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(
+        prog="python -m mgr_tf.export",
+        description="Export a finished training run (its best model) as a TF Serving SavedModel version. "
+                    "Run it with CUDA_VISIBLE_DEVICES=-1 when the run was trained on a GPU.")
+    parser.add_argument("run_dir", help="a run folder written by python -m mgr_tf.train")
+    parser.add_argument("--name", help="model name (default: the run's export name or its folder name)")
+    parser.add_argument("--root", default=DEFAULT_EXPORT_ROOT, help="export root (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    path = export_run(Path(args.run_dir), name=args.name, root=args.root)
+    print(f"exported {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,177 @@
+"""`python -m mgr_tf.predict MODEL_DIR INPUT... [--json] [--top-k K]`: predictions from an exported model.
+
+INPUT is a spectrogram (`.npy` / `.npy.gz`, stored (bands, time) or (time, bands); a 140-band fused array
+also feeds a mel- or chroma-only model) or an audio file (wav, mp3, ogg, flac, ...). Audio longer than one
+clip is cut into clip-length windows whose predictions are averaged; `--json` lists each window too.
+Models exported with the `serving_waveform` signature compute features in the graph; the others
+(beat-synchronous models) get features computed in Python with the same `FeatureConfig`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mgr_tf.cli import UserError, quiet_tensorflow, run_cli
+from mgr_tf.config import FUSED_BANDS, FeatureConfig, from_dict
+from mgr_tf.feature_types import derive
+
+SPECTROGRAM_SUFFIXES = (".npy", ".npy.gz")
+MIN_TAIL_SECONDS = 10.0  # a last partial window shorter than this is dropped (unless it is the only one)
+
+
+class Predictor:
+    """A loaded export and what it needs to turn files into model inputs.
+
+    Args:
+        model_dir: an export's version folder or its model folder (the highest version is used).
+    """
+
+    def __init__(self, model_dir: str | Path):
+        import tensorflow as tf
+
+        from mgr_tf.serving.export import read_export_config, resolve_model_dir
+
+        self.model_dir = resolve_model_dir(model_dir)
+        self.config = read_export_config(self.model_dir)
+        try:
+            self.loaded = tf.saved_model.load(str(self.model_dir))
+        except Exception as exc:  # a corrupt SavedModel raises several error types
+            raise UserError(f"{self.model_dir}: cannot load the SavedModel ({type(exc).__name__}: {exc})") from None
+        self.task = self.config["task"]
+        self.class_names = list(self.config.get("class_names", []))
+        self.num_bands = int(self.config["num_bands"])
+        self.features = self.config["data"]["features"]
+        self.beat = bool(self.config["data"]["beat"])
+        self.feature_config = from_dict(FeatureConfig, self.config["features"])
+        self.spectrogram_fn = self.loaded.signatures["serving_default"]
+        signatures = self.loaded.signatures
+        self.waveform_fn = signatures["serving_waveform"] if "serving_waveform" in signatures else None
+
+    # ------------------------------------------------------------------ inputs
+    def spectrogram_from_file(self, path: Path) -> np.ndarray:
+        """A (time, bands) array for this model from a `.npy`/`.npy.gz` file in either orientation."""
+        from mgr_tf.data.readers import load_spectrogram
+
+        array = load_spectrogram(path, num_bands=None)
+        wanted = (self.num_bands, FUSED_BANDS)
+        if array.shape[0] in wanted:
+            array = array.T
+        elif array.shape[1] not in wanted:
+            raise UserError(f"{path}: shape {array.shape} has no axis of {self.num_bands} bands "
+                            f"({self.features}) or {FUSED_BANDS} (fused), which this model takes")
+        if array.shape[1] == FUSED_BANDS and self.num_bands != FUSED_BANDS:
+            array = np.asarray(derive(self.features, array, self.feature_config))
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+    def windows_from_audio(self, path: Path) -> list[np.ndarray]:
+        """Clip-length windows of a mono waveform at the model's sample rate."""
+        from mgr_tf.audio.features import load_audio
+
+        audio = load_audio(path, self.feature_config)
+        clip = int(self.feature_config.clip_seconds * self.feature_config.sample_rate)
+        full = len(audio) // clip
+        windows = [audio[i * clip:(i + 1) * clip] for i in range(full)]
+        tail = audio[full * clip:]
+        if len(tail) and (not windows or len(tail) >= MIN_TAIL_SECONDS * self.feature_config.sample_rate):
+            windows.append(tail)
+        return windows
+
+    # ------------------------------------------------------------------ predictions
+    def _run(self, fn, tensor) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        outputs = fn(tf.constant(tensor[None]))
+        return {k: v.numpy()[0] for k, v in outputs.items()}
+
+    def _features_in_python(self, window: np.ndarray) -> np.ndarray:
+        from mgr_tf.audio.features import beat_sync, fused_features
+
+        fused = fused_features(window, self.feature_config).numpy()  # (time, 140)
+        if self.beat:
+            fused = beat_sync(fused, cfg=self.feature_config)
+        return np.asarray(derive(self.features, fused, self.feature_config), np.float32)
+
+    def predict_file(self, path: str | Path) -> dict:
+        """Predictions for one file: averaged values plus, for audio, the per-window values."""
+        path = Path(path)
+        if not path.exists():
+            raise UserError(f"{path}: input file not found")
+        if path.stat().st_size == 0:
+            raise UserError(f"{path}: empty file")
+        if path.name.endswith(SPECTROGRAM_SUFFIXES):
+            try:
+                outputs = [self._run(self.spectrogram_fn, self.spectrogram_from_file(path))]
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+        else:
+            try:
+                windows = self.windows_from_audio(path)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+            if self.waveform_fn is not None:
+                outputs = [self._run(self.waveform_fn, w.astype(np.float32)) for w in windows]
+            else:
+                outputs = [self._run(self.spectrogram_fn, self._features_in_python(w)) for w in windows]
+        result = {"input": str(path), **self._summarise(outputs)}
+        if len(outputs) > 1 or not path.name.endswith(SPECTROGRAM_SUFFIXES):
+            result["windows"] = [self._summarise([o]) for o in outputs]
+        return result
+
+    def _summarise(self, outputs: list[dict]) -> dict:
+        from mgr_tf.tasks import get_task
+
+        return get_task(self.task).summarise_predictions(outputs, self.class_names)
+
+
+def format_result(result: dict, top_k: int) -> str:
+    """One readable line per input."""
+    if "probabilities" in result:
+        top = list(result["probabilities"].items())[:top_k]
+        body = ", ".join(f"{name} {p:.3f}" for name, p in top)
+    else:
+        body = ", ".join(f"{k} {v:.3f}" for k, v in result.items() if k not in ("input", "windows"))
+    windows = f" (mean of {len(result['windows'])} windows)" if len(result.get("windows", [])) > 1 else ""
+    return f"{result['input']}: {body}{windows}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(
+        prog="python -m mgr_tf.predict",
+        description="Predict genres or emotions with an exported model (exported_models/<name>[/<version>]). "
+                    "Inputs: .npy/.npy.gz spectrograms in either orientation, or audio files; audio longer than "
+                    "one 30 s clip is cut into windows whose predictions are averaged.")
+    parser.add_argument("model_dir", help="export folder: exported_models/<name> (highest version) or a version folder")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="spectrogram (.npy/.npy.gz) or audio files")
+    parser.add_argument("--json", action="store_true", help="print one JSON document (with per-window values)")
+    parser.add_argument("--top-k", type=int, default=3, help="genres listed per input (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        raise UserError("--top-k must be at least 1")
+    predictor = Predictor(args.model_dir)
+    results, failures = [], 0
+    for path in args.inputs:
+        try:
+            result = predictor.predict_file(path)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        if "probabilities" in result:
+            result["top_k"] = list(result["probabilities"])[: args.top_k]
+        results.append(result)
+        if not args.json:
+            print(format_result(result, args.top_k))
+    if args.json:
+        print(json.dumps({"model": str(predictor.model_dir), "task": predictor.task, "results": results}, indent=2))
+    return 2 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,49 @@
+"""The task registry: one place per task says what a model predicts and how it is trained and judged.
+
+A task (keras-hub's idea of a task on top of a backbone) declares its outputs, the labels its data must
+carry, its heads, losses, metrics, early-stopping monitor, how targets are decoded from dataset examples,
+its serving outputs, its report metrics and how predictions are summarised. The data pipeline, the
+models, training, export and predict ask the task instead of branching on its name.
+
+Adding a task = one module with a `Task` subclass + one `register_task` line (see `tests/test_extension.py`).
+"""
+
+from __future__ import annotations
+
+from mgr_tf.genres import EMOTIONS
+from mgr_tf.tasks.base import Task
+from mgr_tf.tasks.emotion import EmotionTask
+from mgr_tf.tasks.genre import GenreTask
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    """Adds `task` to the registry under `task.name` (the `--task` choice); returns it."""
+    TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    """The registered task called `name`.
+
+    Raises:
+        ValueError: naming the known tasks, if there is none.
+    """
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"task must be one of {tuple(TASKS)}, got {name!r}") from None
+
+
+def task_outputs(name: str) -> tuple[str, ...]:
+    """The output names of a task's model (= the target keys of its data)."""
+    return get_task(name).outputs
+
+
+register_task(GenreTask())
+for _emotion in EMOTIONS:
+    register_task(EmotionTask(_emotion, (_emotion,)))
+register_task(EmotionTask("multitask", EMOTIONS))
+
+__all__ = ["TASKS", "EmotionTask", "GenreTask", "Task", "get_task", "register_task", "task_outputs"]

@@ -1,0 +1,1 @@
+"""Training: compile per task, fit with callbacks, evaluate, report (the one train -> evaluate -> export path)."""

@@ -1,0 +1,1 @@
+"""keras-tuner studies of the multitask loss weights."""
