@@ -39,6 +39,7 @@ class FeatureConfig:
         fmax: highest mel frequency in Hz; None = sample_rate / 2.
         top_db: dynamic range kept by `power_to_db` (ref = 1.0, amin = 1e-10).
         clip_seconds: clip length that a dataset example covers.
+        n_mfcc: MFCC coefficients of the mfcc feature type (computed from the log-mel rows).
     """
 
     sample_rate: int = 22050
@@ -50,6 +51,7 @@ class FeatureConfig:
     fmax: float | None = None
     top_db: float | None = 80.0
     clip_seconds: float = 30.0
+    n_mfcc: int = 20
 
     @property
     def num_bands(self) -> int:
@@ -75,6 +77,7 @@ class DataConfig:
             instead of pad/crop to max_frames.
         skip_bad: skip bad examples (counted and named in the build summary) instead of failing.
         shuffle_buffer: shuffle buffer size for the train split.
+        n_mfcc: MFCC coefficients when features is mfcc.
         patch_frames: train on random crops of this many frames, drawn afresh each epoch; evaluation,
             predict and the SavedModel average the model over the windows of the whole clip (hop = half a
             patch) in the graph. None = train on whole clips.
@@ -92,6 +95,7 @@ class DataConfig:
     variable_length: bool = False
     skip_bad: bool = False
     shuffle_buffer: int = 1024
+    n_mfcc: int = 20
     patch_frames: int | None = None
 
     def __post_init__(self):

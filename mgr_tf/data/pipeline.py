@@ -174,7 +174,7 @@ def prepare(config: DataConfig) -> _Prepared:
     root = resolve_root(config)
     name = builder_config_name(config)
     fp = fingerprint(root, config)
-    key = (fp, name)
+    key = (fp, name, config.n_mfcc)
     if key in _PREPARED:
         return _PREPARED[key]
     data_dir = cache_home() / "tfds" / fp
@@ -203,7 +203,7 @@ def prepare(config: DataConfig) -> _Prepared:
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"skipped": []}
     index = _read_index(builder, data_dir / f"index-{name}.json")
     prepared = _Prepared(builder, root, fp, data_dir, index, tuple(summary["skipped"]), vocabulary,
-                         data_feature_config(root))
+                         dataclasses.replace(data_feature_config(root), n_mfcc=config.n_mfcc))
     _PREPARED[key] = prepared
     return prepared
 
@@ -328,7 +328,7 @@ def _check_split(split: str) -> None:
 def _norm_stats(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     """Per-band mean and std of the config's feature type over every frame of train minus validation."""
     prepared = prepare(config)
-    key = f"{config.task}-{config.features}-{config.num_genres}-{config.val_fraction}-{config.seed}"
+    key = f"{config.task}-{config.features}{config.n_mfcc if config.features == "mfcc" else ""}-{config.num_genres}-{config.val_fraction}-{config.seed}"
     path = prepared.data_dir / f"norm-{builder_config_name(config)}-{key}.json"
     if path.is_file():
         stats = json.loads(path.read_text())
