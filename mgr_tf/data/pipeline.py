@@ -328,7 +328,7 @@ def _check_split(split: str) -> None:
 def _norm_stats(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     """Per-band mean and std of the config's feature type over every frame of train minus validation."""
     prepared = prepare(config)
-    key = f"{config.task}-{config.features}{config.n_mfcc if config.features == "mfcc" else ""}-{config.num_genres}-{config.val_fraction}-{config.seed}"
+    key = f"{config.task}-{config.features}{config.n_mfcc if config.features == 'mfcc' else ''}-{config.num_genres}-{config.val_fraction}-{config.seed}"
     path = prepared.data_dir / f"norm-{builder_config_name(config)}-{key}.json"
     if path.is_file():
         stats = json.loads(path.read_text())
