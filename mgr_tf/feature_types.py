@@ -26,12 +26,15 @@ class FeatureType:
         bands: the number of bands per frame, given the data's FeatureConfig.
         derive: fn(fused, cfg) -> features: fused is a float32 tensor or array (..., time, mel + chroma);
             the result is (..., time, bands). Must be graph-friendly (tf ops or slicing).
+        db_bands: fn(cfg) -> how many leading bands are in dB (log-mel), which random-gain augmentation
+            shifts; 0 = none.
     """
 
     name: str
     description: str
     bands: Callable[[FeatureConfig], int]
     derive: Callable
+    db_bands: Callable[[FeatureConfig], int] = lambda cfg: 0
 
 
 FEATURE_TYPES: dict[str, FeatureType] = {}
@@ -67,9 +70,10 @@ def derive(name: str, fused, cfg: FeatureConfig = FeatureConfig()):
 
 register_feature_type(FeatureType(
     "fused", "log-mel and chroma stacked (the stored arrays as they are)",
-    lambda cfg: cfg.n_mels + cfg.n_chroma, lambda x, cfg: x))
+    lambda cfg: cfg.n_mels + cfg.n_chroma, lambda x, cfg: x, lambda cfg: cfg.n_mels))
 register_feature_type(FeatureType(
-    "mel", "the log-mel rows (dB)", lambda cfg: cfg.n_mels, lambda x, cfg: x[..., :cfg.n_mels]))
+    "mel", "the log-mel rows (dB)", lambda cfg: cfg.n_mels, lambda x, cfg: x[..., :cfg.n_mels],
+    lambda cfg: cfg.n_mels))
 register_feature_type(FeatureType(
     "chroma", "the chroma rows", lambda cfg: cfg.n_chroma,
     lambda x, cfg: x[..., cfg.n_mels:cfg.n_mels + cfg.n_chroma]))

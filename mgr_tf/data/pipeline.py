@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from mgr_tf.data import readers as mgr_io
 from mgr_tf.config import DataConfig, FeatureConfig, from_dict, write_json
-from mgr_tf.feature_types import derive, num_bands
+from mgr_tf.feature_types import derive, get_feature_type, num_bands
 from mgr_tf.genres import GENRES_20, class_names, map_index_table
 from mgr_tf.paths import cache_home, default_corpus_dir
 from mgr_tf.tasks import get_task
@@ -54,6 +54,7 @@ class DatasetInfo:
         frames: pad/crop length of the examples.
         model_frames: the input length the model is built for (the patch length with patch training).
         window_hop: with patch training, the hop between the windows the model averages over; else None.
+        db_bands: leading bands of the feature type that are in dB (for random-gain augmentation).
         norm_mean: per selected band, mean over all frames of the train-minus-validation examples.
         norm_std: per selected band, standard deviation over the same frames (floored at 1e-6).
         counts: examples per split ("train" is train minus validation; dropped genres excluded).
@@ -73,6 +74,7 @@ class DatasetInfo:
     frames: int
     model_frames: int
     window_hop: int | None
+    db_bands: int
     norm_mean: np.ndarray = dataclasses.field(compare=False, repr=False)
     norm_std: np.ndarray = dataclasses.field(compare=False, repr=False)
     counts: dict = dataclasses.field(default_factory=dict)
@@ -376,6 +378,7 @@ def dataset_info(config: DataConfig) -> DatasetInfo:
         frames=config.frames,
         model_frames=config.patch_frames or config.frames,
         window_hop=max(1, config.patch_frames // 2) if config.patch_frames else None,
+        db_bands=get_feature_type(config.features).db_bands(prepared.feature_config),
         norm_mean=mean,
         norm_std=std,
         counts=counts,

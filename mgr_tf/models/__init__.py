@@ -13,7 +13,7 @@ from typing import Callable
 import keras
 
 from mgr_tf.models import ast, cnn, lstm, summary
-from mgr_tf.models.layers import SpectrogramNormalization, SplitWindows, WindowMean
+from mgr_tf.models.layers import RandomGain, SpecAugment, SpectrogramNormalization, SplitWindows, WindowMean
 from mgr_tf.models.registry import BACKBONES, Backbone, ModelConfig, get_backbone, register_backbone
 from mgr_tf.tasks import get_task
 
@@ -35,7 +35,8 @@ HEAD_PREFIX = "head_"
 
 
 def build_model(config: ModelConfig, task: str, *, num_bands: int, frames: int, num_classes: int = 10,
-                norm_mean=None, norm_std=None, class_names=None, window_hop: int | None = None) -> keras.Model:
+                norm_mean=None, norm_std=None, class_names=None, window_hop: int | None = None,
+                db_bands: int = 0) -> keras.Model:
     """Builds the functional model for one task.
 
     Args:
@@ -51,6 +52,7 @@ def build_model(config: ModelConfig, task: str, *, num_bands: int, frames: int, 
         window_hop: multi-window model: inputs of any length are cut into windows of `frames` frames every
             `window_hop` frames, and the backbone's embeddings are averaged over the windows in the graph
             (patch training). None = one pass over the (padded / cropped) input.
+        db_bands: the leading bands of the input that are in dB (log-mel), for `config.gain_db`.
 
     Returns:
         A model with input "spectrogram" (batch, time, num_bands) of raw values and a dict of outputs
@@ -62,7 +64,12 @@ def build_model(config: ModelConfig, task: str, *, num_bands: int, frames: int, 
     x = inputs
     if window_hop:
         x, weights = SplitWindows(frames, window_hop, name="windows")(x)
+    if config.gain_db and db_bands:
+        x = RandomGain(config.gain_db, db_bands, name="random_gain")(x)
     x = SpectrogramNormalization(num_bands, norm_mean, norm_std, name=NORM_LAYER)(x)
+    if config.time_masks or config.freq_masks:
+        x = SpecAugment(config.time_masks, config.time_mask_width, config.freq_masks, config.freq_mask_width,
+                        name="spec_augment")(x)
     features = backbone.build(config, x, frames=frames)
     if window_hop:
         features = WindowMean(name="window_mean")([features, weights])

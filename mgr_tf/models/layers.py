@@ -350,3 +350,90 @@ class WindowMean(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[1][0], input_shape[0][-1])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomGain(keras.layers.Layer):
+    """Training-only loudness augmentation: adds one random dB offset per example to the dB bands.
+
+    A gain of g dB shifts every log-mel band of a clip by g; chroma is gain-invariant and left alone.
+    Padding frames (all zero) stay zero. Identity at inference, so exports are unaffected.
+
+    Args:
+        max_db: the offset is uniform in [-max_db, max_db].
+        db_bands: the leading bands that are in dB (the log-mel rows of the feature type).
+        seed: seed of the layer's random stream.
+        **kwargs: base layer arguments.
+    """
+
+    def __init__(self, max_db: float, db_bands: int, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_db, self.db_bands, self.seed = float(max_db), int(db_bands), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def call(self, inputs, training=None):
+        if not training or not self.max_db or not self.db_bands:
+            return inputs
+        batch = tf.shape(inputs)[0]
+        offset = keras.random.uniform((batch, 1, 1), -self.max_db, self.max_db, seed=self.seed_generator)
+        bands = tf.shape(inputs)[-1]
+        which = tf.cast(tf.range(bands) < self.db_bands, inputs.dtype)
+        real = tf.cast(tf.reduce_any(tf.not_equal(inputs, 0.0), axis=-1, keepdims=True), inputs.dtype)
+        return inputs + offset * which * real
+
+    def get_config(self):
+        return {**super().get_config(), "max_db": self.max_db, "db_bands": self.db_bands, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SpecAugment(keras.layers.Layer):
+    """Training-only time and frequency masking (Park et al., "SpecAugment", Interspeech 2019).
+
+    Applied to the normalised spectrogram, so a masked span becomes 0 = the training mean. Each example
+    gets `time_masks` spans of up to `time_width` frames and `freq_masks` spans of up to `freq_width`
+    bands, at random places. Identity at inference.
+
+    Args:
+        time_masks: number of time masks per example.
+        time_width: maximum width of a time mask in frames.
+        freq_masks: number of frequency masks per example.
+        freq_width: maximum width of a frequency mask in bands.
+        seed: seed of the layer's random stream.
+        **kwargs: base layer arguments.
+    """
+
+    def __init__(self, time_masks: int = 2, time_width: int = 20, freq_masks: int = 2, freq_width: int = 16,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.time_masks, self.time_width = int(time_masks), int(time_width)
+        self.freq_masks, self.freq_width = int(freq_masks), int(freq_width)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def _keep(self, batch, size, masks, width):
+        """(batch, size) 1.0 where no mask covers the position."""
+        keep = tf.ones((batch, size))
+        positions = tf.range(size)[None, :]
+        for _ in range(masks):
+            w = tf.cast(keras.random.uniform((batch, 1), 0, width + 1, seed=self.seed_generator), tf.int32)
+            start = tf.cast(keras.random.uniform((batch, 1), 0, 1, seed=self.seed_generator)
+                            * tf.cast(tf.maximum(size - w, 1), tf.float32), tf.int32)
+            keep *= 1.0 - tf.cast((positions >= start) & (positions < start + w), tf.float32)
+        return keep
+
+    def call(self, inputs, training=None):
+        if not training or (not self.time_masks and not self.freq_masks):
+            return inputs
+        batch, frames, bands = tf.shape(inputs)[0], tf.shape(inputs)[1], tf.shape(inputs)[2]
+        keep_t = self._keep(batch, frames, self.time_masks, self.time_width)[:, :, None]
+        keep_f = self._keep(batch, bands, self.freq_masks, self.freq_width)[:, None, :]
+        return inputs * tf.cast(keep_t * keep_f, inputs.dtype)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def get_config(self):
+        return {**super().get_config(), "time_masks": self.time_masks, "time_width": self.time_width,
+                "freq_masks": self.freq_masks, "freq_width": self.freq_width, "seed": self.seed}

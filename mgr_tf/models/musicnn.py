@@ -168,13 +168,19 @@ def _musicnn_body(x, num_classes: int, scopes: _Scopes, *, midend_filters: int =
     return logits, penultimate
 
 
-def _vgg_body(x, num_classes: int, scopes: _Scopes, *, filters: int = 128):
+# (pool size, strides) after each of the 5 vgg blocks, as in the package's models.vgg.
+VGG_POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4)))
+# MSD_vgg was trained with another variant (config "model_number": 1): its shipped graph pools 4x1 / 4x1 and
+# 1x4 / 1x4 in the first two blocks. The package's models.vgg builds VGG_POOLS for it, which does not match
+# its weights; the port follows the graph the weights were trained in.
+MSD_VGG_POOLS = (((4, 1), (4, 1)), ((1, 4), (1, 4)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4)))
+
+
+def _vgg_body(x, num_classes: int, scopes: _Scopes, *, filters: int = 128, pools=VGG_POOLS):
     """The VGG-like baseline (5 conv blocks): returns (logits, flattened pool5 embedding)."""
     frames, bands = x.shape[1], x.shape[2]
     x = keras.layers.Reshape((frames, bands, 1), name="expand_channels")(x)
     x = keras.layers.BatchNormalization(epsilon=1e-3, momentum=0.99, name=scopes("batch_normalization"))(x)
-    # (pool size, strides) after each block, from the package's models.vgg.
-    pools = [((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4))]
     for i, (pool, strides) in enumerate(pools, start=1):
         if i > 1:
             x = keras.layers.Dropout(0.25, name=f"pool{i - 1}_dropout")(x)
@@ -221,7 +227,7 @@ PRETRAINED: dict[str, PretrainedModel] = {
     "MTT_musicnn": PretrainedModel("musicnn", MTT_TAGS, {"midend_filters": 64, "backend_units": 200}),
     "MSD_musicnn": PretrainedModel("musicnn", MSD_TAGS, {"midend_filters": 64, "backend_units": 200}),
     "MTT_vgg": PretrainedModel("vgg", MTT_TAGS, {"filters": 128}),
-    "MSD_vgg": PretrainedModel("vgg", MSD_TAGS, {"filters": 128}),
+    "MSD_vgg": PretrainedModel("vgg", MSD_TAGS, {"filters": 128, "pools": MSD_VGG_POOLS}),
 }
 """The four models of the musicnn 0.1.0 wheel (MSD_musicnn_big is not in the wheel)."""
 

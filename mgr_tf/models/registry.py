@@ -67,6 +67,12 @@ class ModelConfig:
         family: backbone family (a name in `BACKBONES`: lstm, cnn, ast, summary, ...).
         dropout: dropout rate before each output head (and inside the AST blocks).
         l2: L2 weight-decay factor on the kernels of dense, convolution and recurrent layers (0 = none).
+        gain_db: training-only random gain: a uniform offset in [-gain_db, gain_db] dB on the log-mel bands
+            of each example (0 = off).
+        time_masks: training-only SpecAugment time masks per example (0 = off).
+        time_mask_width: maximum width of a time mask in frames.
+        freq_masks: training-only SpecAugment frequency masks per example (0 = off).
+        freq_mask_width: maximum width of a frequency mask in bands.
         backbone: the family's options dataclass; None = its defaults. `ModelConfig.of` builds it from
             keyword arguments, and the family's options are readable as attributes of the config.
     """
@@ -74,6 +80,11 @@ class ModelConfig:
     family: str = "cnn"
     dropout: float = 0.3
     l2: float = 0.0
+    gain_db: float = 0.0
+    time_masks: int = 0
+    time_mask_width: int = 20
+    freq_masks: int = 0
+    freq_mask_width: int = 16
     backbone: Any = None
 
     def __post_init__(self):
@@ -82,6 +93,9 @@ class ModelConfig:
             raise ValueError(f"ModelConfig: dropout must be in [0, 1), got {self.dropout}")
         if self.l2 < 0.0:
             raise ValueError(f"ModelConfig: l2 must be >= 0, got {self.l2}")
+        if min(self.gain_db, self.time_masks, self.time_mask_width, self.freq_masks, self.freq_mask_width) < 0:
+            raise ValueError("ModelConfig: gain_db, time_masks, time_mask_width, freq_masks and freq_mask_width "
+                             "must be >= 0")
         if self.backbone is None:
             object.__setattr__(self, "backbone", spec.options())
         elif isinstance(self.backbone, dict):
@@ -111,7 +125,8 @@ class ModelConfig:
         """Flat JSON form (as in a run's config.json): family, the common fields and the family's options."""
         from mgr_tf.config import to_dict
 
-        return {"family": self.family, "dropout": self.dropout, "l2": self.l2, **to_dict(self.backbone)}
+        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "backbone"}
+        return {**common, **to_dict(self.backbone)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":

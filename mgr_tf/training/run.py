@@ -125,7 +125,7 @@ def build_for_run(data: DataConfig, model_config, train_config: TrainConfig, inf
             raise UserError(f"--init-from {train_config.init_from}: {exc}") from None
     return build_model(model_config, data.task, num_bands=info.num_bands, frames=info.model_frames,
                        num_classes=info.num_classes, norm_mean=info.norm_mean, norm_std=info.norm_std,
-                       class_names=info.class_names, window_hop=info.window_hop)
+                       class_names=info.class_names, window_hop=info.window_hop, db_bands=info.db_bands)
 
 
 def fit_phases(model, data: DataConfig, train_config: TrainConfig, run_dir: Path, train_ds, val_ds) -> None:
