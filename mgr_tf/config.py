@@ -78,6 +78,9 @@ class DataConfig:
         skip_bad: skip bad examples (counted and named in the build summary) instead of failing.
         shuffle_buffer: shuffle buffer size for the train split.
         n_mfcc: MFCC coefficients when features is mfcc.
+        cv_folds: cross-validation: pool train and the labelled test split, cut them into this many
+            stratified folds (0 = no cross-validation; `python -m mgr_tf.cv` sets it).
+        cv_fold: the fold used as the test split.
         patch_frames: train on random crops of this many frames, drawn afresh each epoch; evaluation,
             predict and the SavedModel average the model over the windows of the whole clip (hop = half a
             patch) in the graph. None = train on whole clips.
@@ -96,6 +99,8 @@ class DataConfig:
     skip_bad: bool = False
     shuffle_buffer: int = 1024
     n_mfcc: int = 20
+    cv_folds: int = 0
+    cv_fold: int = 0
     patch_frames: int | None = None
 
     def __post_init__(self):
@@ -109,6 +114,9 @@ class DataConfig:
             raise ValueError(f"num_genres must be 10 or 20, got {self.num_genres}")
         if self.patch_frames is not None and self.patch_frames < 1:
             raise ValueError(f"patch_frames must be at least 1, got {self.patch_frames}")
+        if self.cv_folds and not (self.cv_folds >= 2 and 0 <= self.cv_fold < self.cv_folds):
+            raise ValueError(f"cross-validation needs cv_folds >= 2 and 0 <= cv_fold < cv_folds, got "
+                             f"{self.cv_folds} and {self.cv_fold}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

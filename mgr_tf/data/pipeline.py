@@ -39,7 +39,7 @@ from mgr_tf.tasks import get_task
 
 SPLITS = ("train", "validation", "test")
 FEATURES_FILE = "features.json"  # the FeatureConfig a root's arrays were made with (written by ingest / synth)
-_ROLE_EXCLUDED, _ROLE_TRAIN, _ROLE_VAL = -1, 0, 1
+_ROLE_EXCLUDED, _ROLE_TRAIN, _ROLE_VAL, _ROLE_TEST = -1, 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -264,39 +264,45 @@ def _strata(config: DataConfig, columns: dict) -> np.ndarray:
     return get_task(config.task).strata(columns, label_map(config, prepare(config).vocabulary)[1])
 
 
-def split_roles(config: DataConfig) -> dict[str, int]:
-    """For each train track id: 0 = train, 1 = validation, -1 = excluded (dropped genre).
+def _pooled_columns(config: DataConfig) -> dict:
+    """The label columns whose examples the roles cover: train, plus the labelled test split under CV."""
+    index = prepare(config).index
+    if not config.cv_folds or not _labelled(index["test"]):
+        return index["train"]
+    return {key: list(index["train"][key]) + list(index["test"][key]) for key in index["train"]}
 
-    Deterministic given (data, val_fraction, seed): the validation size is round(fraction * N);
-    it is shared among strata (genre classes, or quantile bins of the emotion target) in proportion
-    to their sizes by largest remainders, and each stratum's members are drawn with a seeded
-    permutation of its sorted ids.
+
+def split_roles(config: DataConfig) -> dict[str, int]:
+    """For each track id: 0 = train, 1 = validation, 2 = test (cross-validation only), -1 = excluded.
+
+    Without cross-validation the ids are the train split's. Deterministic given (data, val_fraction,
+    seed): the validation size is round(fraction * N); it is shared among strata (classes, or quantile
+    bins of an emotion target) in proportion to their sizes by largest remainders, and each stratum's
+    members are drawn with a seeded permutation of its sorted ids (`mgr_tf.data.splits`).
+
+    With `cv_folds` = k, train and the labelled test split are pooled, cut into k stratified folds;
+    fold `cv_fold` is the test split and the validation split is carved, as above, from the others.
 
     Args:
         config: the data config.
     """
-    columns = prepare(config).index["train"]
+    from mgr_tf.data.splits import stratified_folds, stratified_subset
+
+    columns = _pooled_columns(config)
     ids = np.asarray(columns["track_id"])
-    target = _target_index(config, columns)
-    eligible = target >= 0
+    eligible = _target_index(config, columns) >= 0
     roles = np.where(eligible, _ROLE_TRAIN, _ROLE_EXCLUDED)
-    n = int(eligible.sum())
+    strata = _strata(config, columns)
+    if config.cv_folds:
+        folds = stratified_folds(ids[eligible].tolist(), strata[eligible].tolist(), config.cv_folds, config.seed)
+        test = np.flatnonzero(eligible)[np.asarray(folds) == config.cv_fold]
+        roles[test] = _ROLE_TEST
+    pool = roles == _ROLE_TRAIN
+    n = int(pool.sum())
     n_val = min(int(round(config.val_fraction * n)), max(n - 1, 0))
     if n_val > 0:
-        strata = _strata(config, columns)
-        keys = sorted(set(strata[eligible].tolist()))
-        sizes = np.array([int(((strata == k) & eligible).sum()) for k in keys])
-        exact = n_val * sizes / n
-        quota = np.floor(exact).astype(int)
-        order = sorted(range(len(keys)), key=lambda i: (-(exact[i] - quota[i]), -sizes[i], i))
-        for i in order[: n_val - int(quota.sum())]:
-            quota[i] += 1
-        rng = np.random.default_rng(config.seed)
-        for k, q in zip(keys, quota):
-            members = np.flatnonzero((strata == k) & eligible)
-            members = members[np.argsort(ids[members], kind="stable")]
-            chosen = members[rng.permutation(len(members))[:q]]
-            roles[chosen] = _ROLE_VAL
+        chosen = stratified_subset(ids[pool].tolist(), strata[pool].tolist(), n_val, config.seed)
+        roles[np.flatnonzero(pool)[np.asarray(chosen, dtype=bool)]] = _ROLE_VAL
     return dict(zip(ids.tolist(), roles.tolist()))
 
 
@@ -309,13 +315,13 @@ def split_ids(config: DataConfig, split: str) -> list[str]:
     """
     _check_split(split)
     prepared = prepare(config)
-    if split == "test":
+    if split == "test" and not config.cv_folds:
         columns = prepared.index["test"]
         target = _target_index(config, columns)
         return [t for t, c in zip(columns["track_id"], target) if c >= 0 or not _labelled(columns)]
     roles = split_roles(config)
-    want = _ROLE_VAL if split == "validation" else _ROLE_TRAIN
-    return [t for t in prepared.index["train"]["track_id"] if roles[t] == want]
+    want = {"train": _ROLE_TRAIN, "validation": _ROLE_VAL, "test": _ROLE_TEST}[split]
+    return [t for t in _pooled_columns(config)["track_id"] if roles[t] == want]
 
 
 def _labelled(columns: dict) -> bool:
@@ -330,7 +336,8 @@ def _check_split(split: str) -> None:
 def _norm_stats(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     """Per-band mean and std of the config's feature type over every frame of train minus validation."""
     prepared = prepare(config)
-    key = f"{config.task}-{config.features}{config.n_mfcc if config.features == 'mfcc' else ''}-{config.num_genres}-{config.val_fraction}-{config.seed}"
+    key = (f"{config.task}-{config.features}{config.n_mfcc if config.features == 'mfcc' else ''}-"
+           f"{config.num_genres}-{config.val_fraction}-{config.seed}-cv{config.cv_folds}.{config.cv_fold}")
     path = prepared.data_dir / f"norm-{builder_config_name(config)}-{key}.json"
     if path.is_file():
         stats = json.loads(path.read_text())
@@ -382,7 +389,7 @@ def dataset_info(config: DataConfig) -> DatasetInfo:
         norm_mean=mean,
         norm_std=std,
         counts=counts,
-        test_labelled=_labelled(prepared.index["test"]),
+        test_labelled=bool(config.cv_folds) or _labelled(prepared.index["test"]),
         root=str(prepared.root),
         fingerprint=prepared.fingerprint,
         skipped=prepared.skipped,
@@ -399,16 +406,20 @@ def _records(config: DataConfig, split: str, *, cropped: bool = True,
     task = get_task(config.task)
     tfds_split = "test" if split == "test" else "train"
     ds = prepared.builder.as_dataset(split=tfds_split, shuffle_files=False)
+    if config.cv_folds:
+        ds = prepared.builder.as_dataset(split="train", shuffle_files=False)
+        if _labelled(prepared.index["test"]):
+            ds = ds.concatenate(prepared.builder.as_dataset(split="test", shuffle_files=False))
     table_np = label_map(config, prepared.vocabulary)[1]
     classes = None if table_np is None else tf.constant(table_np, tf.int32)
 
-    if split != "test":
+    if split != "test" or config.cv_folds:
         roles = split_roles(config)
         table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(list(roles), tf.string),
                                                 tf.constant(list(roles.values()), tf.int32)),
             default_value=_ROLE_EXCLUDED)
-        want = _ROLE_VAL if split == "validation" else _ROLE_TRAIN
+        want = {"train": _ROLE_TRAIN, "validation": _ROLE_VAL, "test": _ROLE_TEST}[split]
         ds = ds.filter(lambda ex: tf.equal(table.lookup(ex["track_id"]), want))
     else:
         # Classes dropped by the label map leave the test split too; unlabelled examples stay.

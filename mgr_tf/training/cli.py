@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="do not train the summary-statistics baseline on the same split for the report")
     data_group = parser.add_argument_group("data")
-    add_dataclass_args(data_group, DataConfig, skip=("task", "variable_length"), help_texts={
+    add_dataclass_args(data_group, DataConfig, skip=("task", "variable_length", "cv_folds", "cv_fold"), help_texts={
         "features": "model input, derived from the stored arrays: "
                     + "; ".join(f"{k}: {f.description}" for k, f in FEATURE_TYPES.items())})
     train_group = parser.add_argument_group("training")

@@ -1,0 +1,154 @@
+"""`python -m mgr_tf.cv DATA_ROOT --folds 5 [any train flag]`: stratified k-fold cross-validation.
+
+Train and the labelled test split are pooled and cut into k stratified folds (seeded); each fold is the
+test split of one training run made by the same code as `python -m mgr_tf.train` (validation carved from
+the other folds), and the summary-statistics baseline is trained on the same folds. The result is a table
+of mean and standard deviation per model, a confusion matrix summed over the folds (classification), and
+`cv_report.json` / `cv_report.md`. Finished folds are kept: rerunning the same command after a kill
+continues with the next fold (and a fold killed mid-training resumes from its backup).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mgr_tf.cli import UserError, quiet_tensorflow
+from mgr_tf.config import write_json
+
+
+def build_parser():
+    """train's parser plus DATA_ROOT, --folds and a CV-specific --out."""
+    from mgr_tf.training.cli import build_parser as train_parser
+
+    parser = train_parser()
+    parser.prog = "python -m mgr_tf.cv"
+    parser.description = ("Stratified k-fold cross-validation of one model and the summary-statistics baseline "
+                          "on the same folds. Takes every flag of python -m mgr_tf.train.")
+    parser.add_argument("data_root", help="dataset root (the layout of python -m mgr_tf.ingest or the published data)")
+    parser.add_argument("--folds", type=int, default=5, help="number of folds")
+    parser.set_defaults(export="none")
+    return parser
+
+
+def fold_metrics(report: dict) -> dict[str, float]:
+    """The headline numbers of one run's report (and of its baseline)."""
+    return dict(report["headline"])
+
+
+def summarise(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """{model: {metric: {"mean", "std"}}} over the fold rows ({"model", "fold", metric...})."""
+    out: dict[str, dict] = {}
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        metrics = [k for k in mine[0] if k not in ("model", "fold", "seconds")]
+        out[model] = {m: {"mean": float(np.mean([r[m] for r in mine])), "std": float(np.std([r[m] for r in mine]))}
+                      for m in metrics + ["seconds"]}
+    return out
+
+
+def render_markdown(result: dict) -> str:
+    """cv_report.md from the cv_report.json dict."""
+    summary = result["summary"]
+    metrics = [m for m in next(iter(summary.values())) if m != "seconds"]
+    lines = [f"# {result['folds']}-fold cross-validation: {result['title']}", "",
+             f"Data: `{result['data_root']}`, {result['examples']} clips, seed {result['seed']}. Reproduce: "
+             f"`{result['command']}`", "",
+             "| model | " + " | ".join(metrics) + " | seconds per fold |", "|---" * (len(metrics) + 2) + "|"]
+    for model, values in summary.items():
+        lines.append(f"| {model} | " + " | ".join(f"{values[m]['mean']:.3f} ± {values[m]['std']:.3f}" for m in metrics)
+                     + f" | {values['seconds']['mean']:.0f} |")
+    lines += ["", "Per fold:", "", "| model | fold | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
+    for row in result["rows"]:
+        lines.append(f"| {row['model']} | {row['fold']} | " + " | ".join(f"{row[m]:.3f}" for m in metrics) + " |")
+    if result.get("confusion_matrix"):
+        lines += ["", "Confusion matrix summed over the folds (rows: true class):", "",
+                  "![confusion matrix](confusion_matrix.png)", ""]
+    return "\n".join(lines) + "\n"
+
+
+def cross_validate(data, model_config, train_config, folds: int, out: Path, *, command: str,
+                   baseline: bool = True) -> dict:
+    """Runs the folds (skipping finished ones), writes cv_report.json / .md and returns the result dict.
+
+    Args:
+        data: the DataConfig (its data_dir, task, features, seed, ...); cv settings are set per fold.
+        model_config: the model.
+        train_config: the training settings.
+        folds: k.
+        out: the CV folder (fold_<i>/ run folders inside).
+        command: the command line, recorded.
+        baseline: also train the summary baseline on each fold.
+    """
+    from mgr_tf.tasks import get_task
+    from mgr_tf.training import report as R
+    from mgr_tf.training.run import train
+
+    if folds < 2:
+        raise UserError(f"--folds must be at least 2, got {folds}")
+    task = get_task(data.task)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "cv_config.json", {"command": command, "folds": folds, "data": dataclasses.asdict(data)})
+    rows, matrices, reports = [], [], []
+    for fold in range(folds):
+        run_dir = out / f"fold_{fold}"
+        done = run_dir / "report.json"
+        if done.is_file():
+            report = json.loads(done.read_text())
+            print(f"[cv] fold {fold + 1}/{folds}: finished earlier, kept", flush=True)
+        else:
+            print(f"[cv] fold {fold + 1}/{folds}", flush=True)
+            fold_data = dataclasses.replace(data, cv_folds=folds, cv_fold=fold)
+            started = time.time()
+            report = train(fold_data, model_config, train_config, run_dir, export_name=None,
+                           command=f"{command} (fold {fold})", baseline=baseline)
+            report["fold_seconds"] = time.time() - started
+            write_json(done, report)
+        reports.append(report)
+        rows.append({"model": model_config.family, "fold": fold, **fold_metrics(report),
+                     "seconds": float(report["train_seconds"])})
+        if report.get("baseline"):
+            rows.append({"model": "summary baseline", "fold": fold, **report["baseline"]["headline"],
+                         "seconds": float(report["baseline"]["train_seconds"])})
+        cm = report["metrics"].get("genre", {}).get("confusion_matrix") if task.classification else None
+        if cm is not None:
+            matrices.append(np.asarray(cm))
+    result = {
+        "title": reports[0]["title"], "folds": folds, "data_root": str(data.data_dir), "seed": data.seed,
+        "examples": int(sum(r["counts"]["test"] for r in reports)), "command": command, "rows": rows,
+        "summary": summarise(rows), "class_names": reports[0].get("class_names", []),
+    }
+    if matrices:
+        total = np.sum(matrices, axis=0)
+        result["confusion_matrix"] = total.tolist()
+        R.plot_confusion_matrix(total, result["class_names"], out / "confusion_matrix.png",
+                                title=f"{model_config.family}, {folds} folds summed")
+    write_json(out / "cv_report.json", result)
+    (out / "cv_report.md").write_text(render_markdown(result))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    quiet_tensorflow()
+    from mgr_tf.training.cli import configs_from_args
+    from mgr_tf.training.run import default_run_name
+
+    args = build_parser().parse_args(argv)
+    args.data_dir = args.data_root
+    data, model_config, train_config = configs_from_args(args)
+    out = Path(args.out or Path("runs") / f"cv{args.folds}_{default_run_name(data, args.model)}")
+    command = "python -m mgr_tf.cv " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    result = cross_validate(data, model_config, train_config, args.folds, out, command=command.strip(),
+                            baseline=args.baseline)
+    print(f"\n[cv] report: {out / 'cv_report.md'}")
+    for model, values in result["summary"].items():
+        print(f"[cv] {model}: " + ", ".join(f"{m} {v['mean']:.3f} ± {v['std']:.3f}"
+                                            for m, v in values.items() if m != "seconds"))
+    return 0
