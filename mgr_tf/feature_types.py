@@ -77,3 +77,43 @@ register_feature_type(FeatureType(
 register_feature_type(FeatureType(
     "chroma", "the chroma rows", lambda cfg: cfg.n_chroma,
     lambda x, cfg: x[..., cfg.n_mels:cfg.n_mels + cfg.n_chroma]))
+
+
+def dct_matrix(n_in: int, n_out: int):
+    """The orthonormal DCT-II as a (n_in, n_out) float32 matrix: `x @ dct_matrix(n, k)` keeps k coefficients.
+
+    Equal to `scipy.fft.dct(x, type=2, norm="ortho", axis=-1)[..., :n_out]`, which is what
+    `librosa.feature.mfcc` applies (lifter 0) along the mel axis. A fixed matrix (rather than an FFT-based
+    DCT) is one matmul that NumPy, TensorFlow, XLA and SavedModels all run the same way.
+
+    Args:
+        n_in: input bands (mel bands).
+        n_out: coefficients kept (at most n_in).
+    """
+    import numpy as np
+
+    if not 1 <= n_out <= n_in:
+        raise ValueError(f"n_mfcc must be between 1 and the {n_in} mel bands, got {n_out}")
+    n = np.arange(n_in)[:, None]
+    k = np.arange(n_out)[None, :]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    basis[:, 0] = np.sqrt(1.0 / n_in)
+    return basis.astype(np.float32)
+
+
+def _mfcc(fused, cfg: FeatureConfig):
+    """MFCCs of the log-mel (dB) rows: `librosa.feature.mfcc(S=log_mel_db, n_mfcc=cfg.n_mfcc)`, frames first."""
+    import numpy as np
+
+    basis = dct_matrix(cfg.n_mels, cfg.n_mfcc)
+    log_mel = fused[..., :cfg.n_mels]
+    if isinstance(log_mel, np.ndarray):
+        return log_mel @ basis.astype(log_mel.dtype, copy=False)
+    import tensorflow as tf
+
+    return tf.linalg.matmul(log_mel, tf.constant(basis, log_mel.dtype))
+
+
+register_feature_type(FeatureType(
+    "mfcc", "MFCCs (orthonormal DCT-II of the log-mel rows, as librosa; --n-mfcc coefficients)",
+    lambda cfg: cfg.n_mfcc, _mfcc))

@@ -204,6 +204,7 @@ def test_converter_names_a_missing_or_extra_variable(musicnn_pkg, tmp_path, caps
     assert str(tmp_path / "ckpt" / "MSD_musicnn" / "MSD_musicnn.index") in err
 
 
+@pytest.mark.slow
 def test_cli_bad_wheel_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "musicnn-0.1.0-py3-none-any.whl"
     bad.write_text("not a zip")

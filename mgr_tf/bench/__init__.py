@@ -18,7 +18,10 @@ BENCHMARKS: dict[str, str] = {
     "softrank": "mgr_tf.bench.softrank_bench",
     "serving": "mgr_tf.bench.serving_bench",
     "features": "mgr_tf.bench.features_bench",
+    "real": "mgr_tf.bench.real_bench",
 }
+# Long benchmarks that need data from outside the repository: run only when named with --only.
+ON_REQUEST = {"real"}
 
 
 @dataclass

@@ -14,21 +14,22 @@ from mgr_tf.cli import quiet_tensorflow, run_cli
 
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_tensorflow()
-    from mgr_tf.bench import BENCHMARKS
+    from mgr_tf.bench import BENCHMARKS, ON_REQUEST
 
     parser = argparse.ArgumentParser(
         prog="python -m mgr_tf.bench",
         description="Run mgr_tf's benchmarks and print one table. Each target is a ratio measured "
                     "side by side in the same run, so numbers from a noisy shared machine stay comparable.")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), default=None,
-                        help="run only these benchmarks (default: all)")
+                        help=f"run only these benchmarks (default: all but {', '.join(sorted(ON_REQUEST))}, which "
+                             "need real data and take long)")
     parser.add_argument("--quick", action="store_true",
                         help="smaller sizes and fewer repeats (a smoke run, not for reporting)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
     args = parser.parse_args(argv)
 
     rows = []
-    for name in args.only or list(BENCHMARKS):
+    for name in args.only or [b for b in BENCHMARKS if b not in ON_REQUEST]:
         module = importlib.import_module(BENCHMARKS[name])
         print(f"[bench] running {name} ...", file=sys.stderr, flush=True)
         rows.extend(module.run(quick=args.quick))

@@ -1,0 +1,129 @@
+"""Real music: 5-fold cross-validation on Emotify (400 clips, 4 genres) of every backbone at its defaults.
+
+Emotify (Aljanaki, Wiering and Veltkamp, "Studying emotion induced by music through a crowdsourcing
+game", Information Processing & Management 2016; music from Magnatune, published for research) is read
+from `../shared/realdata/emotify/` (or `$MGR_TF_REALDATA/emotify`); it is never copied into the
+repository. The audio goes through `mgr_tf.ingest` once, with the genres as lower-case names (an open
+label set of 4, not FMA's vocabulary), into the cache; then `mgr_tf.cv` runs the summary baseline and the
+LSTM, CNN and AST at their default settings on the same folds. A second table times one training epoch
+of the default CNN with and without patch training on the same full-length clips.
+
+Targets: CNN >= baseline + 0.05 accuracy; LSTM and AST >= baseline; patch epoch >= 3x faster.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+from mgr_tf.bench import Row
+
+FOLDS = 5
+MODELS = ("summary", "cnn", "lstm", "ast")
+
+
+def emotify_dir() -> Path | None:
+    """The Emotify folder (audio/ + labels.csv), or None when this machine has none."""
+    candidates = [Path(os.environ["MGR_TF_REALDATA"]) / "emotify"] if os.environ.get("MGR_TF_REALDATA") else []
+    here = Path(__file__).resolve()
+    candidates += [parent / "shared" / "realdata" / "emotify" for parent in here.parents]
+    candidates += [Path.cwd().parent / "shared" / "realdata" / "emotify"]
+    return next((c for c in candidates if (c / "labels.csv").is_file() and (c / "audio").is_dir()), None)
+
+
+def ingest_emotify(source: Path, root: Path) -> Path:
+    """Ingests Emotify once (resumable) with lower-case genre names; returns the dataset root."""
+    from mgr_tf.audio.ingest import main as ingest_main
+
+    root.mkdir(parents=True, exist_ok=True)
+    labels = root / "emotify_labels.csv"
+    with open(source / "labels.csv") as fh, open(labels, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["path", "genre"])
+        for row in csv.DictReader(fh):
+            writer.writerow([row["path"], row["genre"].lower()])
+    code = ingest_main([str(source / "audio"), str(labels), "--out", str(root), "--clip", "pad", "--quiet"])
+    if code:
+        raise RuntimeError(f"ingest of {source} failed with status {code}")
+    return root
+
+
+def run(quick: bool) -> list[Row]:
+    source = emotify_dir()
+    if source is None:
+        print("[bench real] skipped: no real data here (expected ../shared/realdata/emotify/ with labels.csv "
+              "and audio/, or MGR_TF_REALDATA)", file=sys.stderr)
+        return []
+    from mgr_tf.config import DataConfig
+    from mgr_tf.models import ModelConfig, get_backbone
+    from mgr_tf.paths import cache_home
+    from mgr_tf.training.cv import cross_validate
+    from mgr_tf.training.run import TrainConfig
+
+    started = time.time()
+    root = ingest_emotify(source, cache_home() / "bench" / "emotify")
+    print(f"[bench real] Emotify ready in {root} ({time.time() - started:.0f} s)", file=sys.stderr)
+    folds = 2 if quick else FOLDS
+    rows: list[Row] = []
+    results = {}
+    for family in MODELS:
+        data = DataConfig(data_dir=str(root), variable_length=get_backbone(family).variable_length)
+        train = TrainConfig(epochs=2) if quick else TrainConfig()
+        out = cache_home() / "bench" / f"emotify_cv{folds}{'_quick' if quick else ''}_{family}"
+        result = cross_validate(data, ModelConfig(family=family), train, folds, out,
+                                command=f"python -m mgr_tf.cv {root} --folds {folds} --model {family} --no-baseline",
+                                baseline=False)
+        results[family] = result["summary"][family]
+    base = results["summary"]["accuracy"]["mean"]
+    for family, summary in results.items():
+        target = {"cnn": ">= baseline + 0.05", "lstm": ">= baseline", "ast": ">= baseline"}.get(family, "")
+        rows.append(Row("real", f"Emotify {folds}-fold accuracy, {family} (defaults)", summary["accuracy"]["mean"],
+                        "accuracy", ratio=summary["accuracy"]["mean"] / base, baseline=f"summary baseline ({base:.3f})",
+                        target=target, extra={"minus_baseline": summary["accuracy"]["mean"] - base,
+                                              "accuracy_std": summary["accuracy"]["std"],
+                                              "macro_f1": summary["macro F1"]["mean"],
+                                              "macro_f1_std": summary["macro F1"]["std"],
+                                              "seconds_per_fold": summary["seconds"]["mean"]}))
+    rows += patch_epoch_rows(root, quick)
+    return rows
+
+
+def patch_epoch_rows(root: Path, quick: bool) -> list[Row]:
+    """One CNN training epoch on full-length clips: whole clips vs random patches, side by side."""
+    import dataclasses
+
+    import keras
+
+    from mgr_tf.config import DataConfig
+    from mgr_tf.data import dataset_info, make_dataset
+    from mgr_tf.models import ModelConfig, build_model
+    from mgr_tf.tasks import get_task
+    from mgr_tf.training.run import TrainConfig
+
+    patched = DataConfig(data_dir=str(root))
+    if not patched.patch_frames:
+        patched = dataclasses.replace(patched, patch_frames=128)
+    whole = dataclasses.replace(patched, patch_frames=None)
+    seconds = {}
+    for name, data in (("whole clips", whole), ("patches", patched)):
+        info = dataset_info(data)
+        model = build_model(ModelConfig(family="cnn"), "genre", num_bands=info.num_bands, frames=info.model_frames,
+                            num_classes=info.num_classes, norm_mean=info.norm_mean, norm_std=info.norm_std,
+                            window_hop=info.window_hop, db_bands=info.db_bands)
+        fit = get_task("genre").compile(model, TrainConfig(), 1e-3)
+        ds = make_dataset(data, "train")
+        fit.fit(ds, epochs=1, verbose=0)  # warm-up: tracing and the cache
+        times = []
+        for _ in range(1 if quick else 2):
+            start = time.perf_counter()
+            fit.fit(ds, epochs=1, verbose=0)
+            times.append(time.perf_counter() - start)
+        seconds[name] = min(times)
+        keras.backend.clear_session()
+    return [Row("real", f"CNN epoch on Emotify, whole {whole.frames}-frame clips", seconds["whole clips"], "s"),
+            Row("real", f"CNN epoch on Emotify, {patched.patch_frames}-frame patches", seconds["patches"], "s",
+                ratio=seconds["whole clips"] / seconds["patches"], baseline="whole-clip epoch (speed-up)",
+                target=">= 3x")]
