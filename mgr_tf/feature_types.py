@@ -108,10 +108,8 @@ def _mfcc(fused, cfg: FeatureConfig):
     basis = dct_matrix(cfg.n_mels, cfg.n_mfcc)
     log_mel = fused[..., :cfg.n_mels]
     if isinstance(log_mel, np.ndarray):
-        return log_mel @ basis.astype(log_mel.dtype, copy=False)
-    import tensorflow as tf
-
-    return tf.linalg.matmul(log_mel, tf.constant(basis, log_mel.dtype))
+        basis = basis.astype(log_mel.dtype, copy=False)
+    return log_mel @ basis  # NumPy, tf.Tensor (broadcast matmul) and KerasTensor (keras.ops.matmul) alike
 
 
 register_feature_type(FeatureType(

@@ -8,7 +8,6 @@ backbone; `set_backbone_trainable` freezes or unfreezes it for the frozen-then-f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import keras
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mgr_tf.config import DataConfig
 
+BASELINE_FAMILY = "summary"
 # A linear model on a few hundred standardised statistics: a higher learning rate and more (cheap) epochs
 # than the deep models; L2 on the head keeps it close to a regularised logistic regression.
 BASELINE_MODEL = {"dropout": 0.0, "l2": 1e-3}
@@ -26,7 +27,7 @@ def baseline_configs(data: DataConfig, train=None):
     base_data = dataclasses.replace(data, patch_frames=None, variable_length=True)
     keep = {} if train is None else {k: getattr(train, k) for k in (
         "spearman_weight", "spearman_method", "spearman_strength", "loss_weights")}
-    return base_data, ModelConfig(family="summary", **BASELINE_MODEL), TrainConfig(**BASELINE_TRAIN, **keep)
+    return base_data, ModelConfig(family=BASELINE_FAMILY, **BASELINE_MODEL), TrainConfig(**BASELINE_TRAIN, **keep)
 
 
 def baseline_scores(data: DataConfig, run_dir: Path, train=None) -> dict:

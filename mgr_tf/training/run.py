@@ -198,7 +198,14 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
     return finish_run(model, run_dir, data, model_config, info, config, train_config, eval_ds=eval_ds, eval_split=eval_split,
                       reason=reason, train_seconds=train_seconds, command=command, export_name=export_name,
                       export_root=export_root, overfit=train_config.overfit_batch,
-                      baseline=baseline and not train_config.overfit_batch and model_config.family != "summary")
+                      baseline=baseline and not train_config.overfit_batch and not is_baseline(model_config))
+
+
+def is_baseline(model_config) -> bool:
+    """True for the summary-statistics baseline itself (which needs no baseline beside it)."""
+    from mgr_tf.training.baseline import BASELINE_FAMILY
+
+    return model_config.family == BASELINE_FAMILY
 
 
 def eval_split_of(info) -> tuple[str, str]:

@@ -1,0 +1,184 @@
+"""Prepared records: a dataset root -> TFDS records built once (per root, sub-dataset and settings).
+
+Where prepared data goes: `mgr_tf.paths.cache_home() / "tfds" / <fingerprint>`, where the
+fingerprint is a short SHA-256 of the absolute root path, the sub-dataset, the label files' contents,
+the names/sizes/mtimes of the sample files, the builder version and the skip-bad flag. Two roots (or
+an edited root) never share prepared records, and a root is built once per sub-dataset.
+
+Next to the TFDS records, `index-<config>.json` keeps the track ids and labels of each split in record
+order (read once after the build), so splits are decided in Python without decoding spectrograms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from mgr_tf.config import DataConfig, FeatureConfig, from_dict, write_json
+from mgr_tf.data import readers as mgr_io
+from mgr_tf.genres import GENRES_20
+from mgr_tf.paths import cache_home, default_corpus_dir
+from mgr_tf.tasks import get_task
+
+FEATURES_FILE = "features.json"  # the FeatureConfig a root's arrays were made with (written by ingest / synth)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    builder: object
+    root: Path
+    fingerprint: str
+    data_dir: Path
+    index: dict  # split -> {"track_id": [...], "labelled": [...], label columns ...}
+    skipped: tuple[str, ...]
+    vocabulary: tuple[str, ...]
+    feature_config: FeatureConfig
+
+
+_PREPARED: dict[tuple, _Prepared] = {}
+
+
+def builder_config_name(config: DataConfig) -> str:
+    """The TFDS config (genre_full, genre_beat, multitask_full, multitask_beat) a DataConfig reads."""
+    kind = get_task(config.task).label_kind
+    return {"genre": "genre", "emotion": "multitask"}[kind] + ("_beat" if config.beat else "_full")
+
+
+def resolve_root(config: DataConfig) -> Path:
+    """The dataset root of `config`; the embedded synthetic corpus (generated once) when None.
+
+    Args:
+        config: the data config.
+    """
+    if config.data_dir is not None:
+        return Path(config.data_dir).expanduser().resolve()
+    root = default_corpus_dir(0)
+    if not _corpus_complete(root):
+        from mgr_tf.audio.synth import generate_corpus
+
+        print(f"mgr_tf: no --data-dir given; generating the embedded synthetic corpus in {root} "
+              "(first use only)", file=sys.stderr, flush=True)
+        generate_corpus(root, seed=0)
+    return root.resolve()
+
+
+def _corpus_complete(root: Path) -> bool:
+    return all((root / sub / "train_labels.txt").is_file() and (root / sub / "test").is_dir()
+               for sub in mgr_io.SUB_DATASETS)
+
+
+def fingerprint(root: str | Path, config: DataConfig) -> str:
+    """Short hash identifying the prepared records of `config` read from `root`.
+
+    Covers the absolute root path, the sub-dataset, the label files' contents, the sample files'
+    names, sizes and modification times, the builder version and `skip_bad`.
+
+    Args:
+        root: dataset root.
+        config: the data config.
+    """
+    from mgr_tf.tfds_fma.fma_spectrograms.fma_spectrograms_dataset_builder import Builder
+
+    root = Path(root).resolve()
+    sub = mgr_io.sub_dataset_dir(root, config.sub_dataset)
+    digest = hashlib.sha256()
+    for part in (str(root), config.sub_dataset, str(Builder.VERSION), f"skip_bad={config.skip_bad}"):
+        digest.update(part.encode() + b"\0")
+    for split in mgr_io.SPLITS:
+        labels = sub / f"{split}_labels.txt"
+        digest.update(labels.read_bytes() if labels.is_file() else b"<no labels>")
+        split_dir = sub / split
+        if split_dir.is_dir():
+            with os.scandir(split_dir) as entries:
+                for entry in sorted(entries, key=lambda e: e.name):
+                    st = entry.stat()
+                    digest.update(f"{split}/{entry.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def prepare(config: DataConfig) -> _Prepared:
+    """Builds (once) the TFDS records of `config`'s sub-dataset and reads their index.
+
+    Args:
+        config: the data config.
+
+    Raises:
+        FileNotFoundError, ValueError: bad input (missing folders or files, bad label lines, bad
+            sample files), naming the file and line.
+    """
+    import tensorflow_datasets as tfds
+
+    from mgr_tf.tfds_fma.fma_spectrograms.fma_spectrograms_dataset_builder import Builder
+
+    root = resolve_root(config)
+    name = builder_config_name(config)
+    fp = fingerprint(root, config)
+    key = (fp, name, config.n_mfcc)
+    if key in _PREPARED:
+        return _PREPARED[key]
+    data_dir = cache_home() / "tfds" / fp
+    vocabulary = (mgr_io.genre_vocabulary(root, config.sub_dataset)
+                  if get_task(config.task).classification else ())
+    builder = Builder(config=name, data_dir=str(data_dir), skip_bad=config.skip_bad,
+                      genre_names=vocabulary or GENRES_20)
+    summary_path = data_dir / f"build_summary-{name}.json"
+    if not builder.is_prepared():
+        # Validate the label files before TFDS starts, so errors come out as one clear line.
+        for split in mgr_io.SPLITS:
+            mgr_io.list_split(root, config.sub_dataset, split, skip_bad=config.skip_bad)
+        print(f"mgr_tf: preparing TFDS fma_spectrograms/{name} from {root} into {data_dir} (once)",
+              file=sys.stderr, flush=True)
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=str(root)))
+        skipped = [str(s) for s in builder.skipped]
+        summary = {"root": str(root), "config": name, "skipped": skipped,
+                   "counts": {s: int(builder.info.splits[s].num_examples) for s in mgr_io.SPLITS}}
+        write_json(summary_path, summary)
+        counts = ", ".join(f"{s} {n}" for s, n in summary["counts"].items())
+        print(f"mgr_tf: prepared {name}: {counts} examples; {len(skipped)} bad example(s) skipped",
+              file=sys.stderr, flush=True)
+        for line in skipped:
+            print(f"mgr_tf:   skipped {line}", file=sys.stderr)
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"skipped": []}
+    index = _read_index(builder, data_dir / f"index-{name}.json")
+    prepared = _Prepared(builder, root, fp, data_dir, index, tuple(summary["skipped"]), vocabulary,
+                         dataclasses.replace(data_feature_config(root), n_mfcc=config.n_mfcc))
+    _PREPARED[key] = prepared
+    return prepared
+
+
+def data_feature_config(root: str | Path) -> FeatureConfig:
+    """The FeatureConfig a root's arrays were made with: its features.json, else the published settings."""
+    path = Path(root) / FEATURES_FILE
+    if not path.is_file():
+        return FeatureConfig()
+    try:
+        return from_dict(FeatureConfig, json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a feature settings file ({exc})") from None
+
+
+def _read_index(builder, path: Path) -> dict:
+    """Track ids and labels of each split in record order (one pass, spectrograms not decoded)."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    import tensorflow_datasets as tfds
+
+    index = {}
+    for split in mgr_io.SPLITS:
+        ds = builder.as_dataset(split=split, shuffle_files=False,
+                                decoders={"spectrogram": tfds.decode.SkipDecoding()})
+        ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != "spectrogram"})
+        columns: dict[str, list] = {}
+        for batch in ds.batch(4096).as_numpy_iterator():
+            for k, v in batch.items():
+                values = [x.decode() for x in v] if v.dtype == object else v.tolist()
+                columns.setdefault(k, []).extend(values)
+        index[split] = columns
+    write_json(path, index)
+    return index
