@@ -121,13 +121,13 @@ def _permutahedron_projection(theta: tf.Tensor):
     return out, grad
 
 
-def soft_rank(x, method: str = "pairwise", strength: float = 1.0) -> tf.Tensor:
+def soft_rank(x, method: str = "permutahedron", strength: float = 1.0) -> tf.Tensor:
     """Differentiable ascending 1-based ranks over the last axis.
 
     Args:
         x: (n,) or (..., n) float tensor.
-        method: "pairwise" (sigmoid comparisons, TF-Ranking style) or "permutahedron" (Blondel et al.
-            2020, l2 projection onto the permutahedron).
+        method: "permutahedron" (Blondel et al. 2020, l2 projection onto the permutahedron; the default,
+            as in the Spearman losses) or "pairwise" (sigmoid comparisons, TF-Ranking style).
         strength: the temperature T (pairwise) or the regularisation eps (permutahedron); smaller is
             closer to hard ranks. For inputs in [0, 1] (sigmoid outputs) values around 0.01..0.1 keep
             the ranks informative.
