@@ -30,7 +30,7 @@ import tempfile
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 

@@ -19,9 +19,10 @@ BENCHMARKS: dict[str, str] = {
     "serving": "mgr_tf.bench.serving_bench",
     "features": "mgr_tf.bench.features_bench",
     "real": "mgr_tf.bench.real_bench",
+    "encoder": "mgr_tf.bench.encoder_bench",
 }
 # Long benchmarks that need data from outside the repository: run only when named with --only.
-ON_REQUEST = {"real"}
+ON_REQUEST = {"real", "encoder"}
 
 
 @dataclass

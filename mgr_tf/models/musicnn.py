@@ -11,6 +11,8 @@ wheel (ISC licence) as TF1 checkpoints:
   what the package calls ``penultimate``: the batch-normalised 200-unit dense layer.
 * ``vgg``: the 5-block 3x3 VGG-like baseline of the same paper; its embedding is the package's
   ``pool5`` (2 x 1 x 128 after the last max pool), flattened to 256 values, the input of the output layer.
+  MSD_vgg's shipped graph pools differently in its first two blocks from the package's ``models.vgg``
+  (see `MSD_VGG_POOLS`); the port follows the graph, which its weights were trained in.
 
 Layers that hold weights carry the name of their TF1 variable scope (``conv2d_3``, ``batch_normalization_7``,
 ``1CNN``, ``dense``), so `mgr_tf.pretrained` maps checkpoint variables onto them by name. The TF1 layers'
