@@ -120,3 +120,53 @@ def _arg_docs(cls: type) -> dict[str, str]:
         elif current:
             out[current] += " " + stripped
     return out
+
+
+def flags_from_dataclass(config: Any, defaults: Any = None, *, prefix: str = "", skip: Sequence[str] = (),
+                         rename: dict[str, str] | None = None) -> list[str]:
+    """The flags that `add_dataclass_args` parses back into `config`: its inverse, for reproducible commands.
+
+    Only fields that differ from `defaults` are written: bools as --x / --no-x, tuples as the flag followed
+    by their items, floats with `repr` (which round-trips exactly), other values with `str`. None is skipped
+    (no flag sets a field to None).
+
+    Args:
+        config: a dataclass instance.
+        defaults: the instance to compare with; None = the field defaults of its class (a field without a
+            default is always written).
+        prefix: flag prefix, as given to `add_dataclass_args`.
+        skip: field names not to write.
+        rename: field name -> flag stem, where the parser names a flag itself (e.g. {"learning_rate": "lr"}).
+    """
+    rename = rename or {}
+    flags: list[str] = []
+    for field in dataclasses.fields(config):
+        if field.name in skip:
+            continue
+        value = getattr(config, field.name)
+        if value is None:
+            continue
+        if defaults is not None:
+            default = getattr(defaults, field.name)
+        elif field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if value == default:
+            continue
+        flag = "--" + (f"{prefix}-" if prefix else "") + rename.get(field.name, field.name.replace("_", "-"))
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, (tuple, list)):
+            flags += [flag, *(_flag_value(v) for v in value)]
+        else:
+            text = _flag_value(value)
+            # argparse reads "-1e-05" as an option; "--flag=-1e-05" is unambiguous.
+            flags += [f"{flag}={text}"] if text.startswith("-") else [flag, text]
+    return flags
+
+
+def _flag_value(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)

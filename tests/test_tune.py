@@ -15,7 +15,9 @@ import pytest
 
 from mgr_tf.cli import UserError, run_cli
 from mgr_tf.genres import EMOTIONS
-from mgr_tf.tuning.study import load_study, main, parse_study, weights_from_values
+from mgr_tf.tuning.cli import main
+from mgr_tf.tuning.space import weights_from_values
+from mgr_tf.tuning.study import load_study, parse_study
 
 TINY_STUDY = {
     "name": "tiny",
@@ -134,6 +136,61 @@ def test_study_writes_table_with_references_best_json_and_plot(tune_run):
     assert config["study"]["name"] == "tiny" and config["data"]["task"] == "multitask" and config["max_trials"] == 2
 
 
+def test_best_json_train_command_parses_back_to_the_best_trial_configs(tune_run, tiny_corpus):
+    import shlex
+
+    from mgr_tf.training.cli import build_parser, configs_from_args
+    from mgr_tf.tuning.space import Setting, setting_configs
+
+    study_path, run_dir, _ = tune_run
+    study = load_study(study_path)
+    best = json.loads((run_dir / "best.json").read_text())
+    argv = shlex.split(best["train_command"])
+    assert argv[:3] == ["python", "-m", "mgr_tf.train"]
+    data, model_config, train_config = configs_from_args(build_parser().parse_args(argv[3:]))
+    weights = tuple(best["weights"][t] for t in EMOTIONS)
+    expected_model, expected_train = setting_configs(study, Setting(weights, False, tuple(best["values"].items())))
+    assert data == study.data_config(str(tiny_corpus))
+    assert model_config == expected_model and model_config.cnn_channels == (4, 8, 8, 8)
+    assert train_config == expected_train and train_config.learning_rate == best["values"]["learning_rate"]
+
+
+def test_flags_from_dataclass_inverts_add_dataclass_args():
+    import argparse
+    from dataclasses import dataclass
+
+    from mgr_tf.cli import add_dataclass_args, dataclass_from_args, flags_from_dataclass
+
+    @dataclass(frozen=True)
+    class Options:
+        """Args:
+            rate: a float.
+            sizes: a tuple.
+            on: a bool that defaults to True.
+            off: a bool that defaults to False.
+            name: an optional string.
+            count: an int.
+        """
+
+        rate: float = 0.1
+        sizes: tuple[int, ...] = (1, 2)
+        on: bool = True
+        off: bool = False
+        name: str | None = None
+        count: int = 3
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_args(parser, Options, prefix="opt")
+    assert flags_from_dataclass(Options(), prefix="opt") == []
+    changed = Options(rate=-1e-05, sizes=(4, 8, 16), on=False, off=True, name="x y", count=3)
+    flags = flags_from_dataclass(changed, prefix="opt")
+    assert flags == ["--opt-rate=-1e-05", "--opt-sizes", "4", "8", "16", "--no-opt-on", "--opt-off",
+                     "--opt-name", "x y"]
+    assert dataclass_from_args(Options, parser.parse_args(flags), prefix="opt") == changed
+    assert flags_from_dataclass(Options(rate=0.5), Options(rate=0.5, count=7)) == ["--count", "3"]
+    assert flags_from_dataclass(Options(rate=0.5), rename={"rate": "lr"}) == ["--lr", "0.5"]
+
+
 @pytest.fixture(scope="session")
 def resumed_run(tune_run, tiny_corpus, tmp_path_factory):
     """The same study continued to 3 trials (in a copy of its folder), the best configuration exported."""
@@ -174,7 +231,7 @@ def test_export_writes_a_saved_model_trained_on_train_plus_validation(resumed_ru
 
 
 def test_hyperband_tuner_is_capped_by_max_trials(tiny_corpus, tmp_path):
-    from mgr_tf.tuning.study import make_tuner
+    from mgr_tf.tuning.hypermodel import make_tuner
 
     study = parse_study({**TINY_STUDY, "oracle": "hyperband", "epochs": 3}, "hb.json")
     tuner = make_tuner(study, study.data_config(str(tiny_corpus)), tmp_path / "hb", max_trials=4)

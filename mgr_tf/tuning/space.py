@@ -1,0 +1,125 @@
+"""The search space of a study: the settings a model trains with and the keras-tuner hyperparameters behind them.
+
+A `Setting` is what one model is trained with (task weights, or learned ones, and the searched values);
+`declare_hyperparameters` declares a study's space on a `keras_tuner.HyperParameters` and returns the
+setting of its values, so a trial and a results row always map to the same configs (`setting_configs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mgr_tf.genres import EMOTIONS
+from mgr_tf.tuning.study import SEARCHABLE, SIMPLEX_U_RANGE, Range, Study
+
+if TYPE_CHECKING:
+    from mgr_tf.models import ModelConfig
+    from mgr_tf.training.run import TrainConfig
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one model is trained with: the task weights (or learned ones) and the searched values.
+
+    Args:
+        weights: (valence, energy, danceability) weights; ignored when `learned`.
+        learned: learn the weights (uncertainty weighting) instead.
+        values: learning_rate / dropout / spearman_weight values in effect.
+    """
+
+    weights: tuple[float, ...]
+    learned: bool = False
+    values: tuple[tuple[str, float], ...] = ()
+
+
+def _base_value(study: Study, key: str) -> float:
+    owner = study.model_config if SEARCHABLE[key] == "model" else study.train_config
+    return float(getattr(owner, key))
+
+
+def _default(study: Study, key: str, r: Range) -> float:
+    if r.default is not None:
+        return r.default
+    base = _base_value(study, key)
+    if r.min <= base <= r.max:
+        return base
+    return math.sqrt(r.min * r.max) if r.sampling == "log" else (r.min + r.max) / 2
+
+
+def weights_from_values(study: Study, values: dict) -> tuple[float, ...]:
+    """The task weights that a trial's hyperparameter values stand for (see `mgr_tf.tuning.study`).
+
+    Args:
+        study: the study.
+        values: the trial's hyperparameter values.
+    """
+    if study.weights.type == "simplex":
+        e = [-math.log(float(values[f"u_{name}"])) for name in EMOTIONS]
+        return tuple(study.weights.total * x / sum(e) for x in e)
+    return tuple(float(values[f"w_{name}"]) for name in EMOTIONS)
+
+
+def declare_hyperparameters(study: Study, hp) -> Setting:
+    """Declares the study's hyperparameters on `hp` and returns the setting they give.
+
+    Args:
+        study: the study.
+        hp: a `keras_tuner.HyperParameters`.
+    """
+    if study.weights.type == "simplex":
+        lo, hi = SIMPLEX_U_RANGE
+        for name in EMOTIONS:
+            hp.Float(f"u_{name}", lo, hi, default=0.5)  # equal u's = equal weights
+    else:
+        for name, (lo, hi) in zip(EMOTIONS, study.weights.ranges):
+            hp.Float(f"w_{name}", lo, hi, default=min(max(1.0, lo), hi))
+    values = []
+    for key, r in study.space:
+        values.append((key, hp.Float(key, r.min, r.max, sampling=r.sampling, default=_default(study, key, r))))
+    return Setting(weights_from_values(study, hp.values), False, tuple(values))
+
+
+def reference_settings(study: Study) -> dict[str, Setting]:
+    """The fixed reference rows: equal, published (1.5, 0.8, 0.8) and learned weights, other values at defaults.
+
+    Args:
+        study: the study.
+    """
+    from mgr_tf.losses import EQUAL_WEIGHTS, PUBLISHED_WEIGHTS
+
+    values = tuple((key, _default(study, key, r)) for key, r in study.space)
+    return {
+        "equal": Setting(tuple(float(EQUAL_WEIGHTS[t]) for t in EMOTIONS), False, values),
+        "published": Setting(tuple(float(PUBLISHED_WEIGHTS[t]) for t in EMOTIONS), False, values),
+        "learned": Setting((1.0, 1.0, 1.0), True, values),
+    }
+
+
+def setting_configs(study: Study, setting: Setting) -> tuple[ModelConfig, TrainConfig]:
+    """The (ModelConfig, TrainConfig) a setting trains with: the study's base configs with its values.
+
+    Args:
+        study: the study.
+        setting: the weights and searched values.
+    """
+    values = dict(setting.values)
+    model_cfg = dataclasses.replace(study.model_config,
+                                    **{k: v for k, v in values.items() if SEARCHABLE[k] == "model"})
+    train_cfg = dataclasses.replace(study.train_config, loss_weights=tuple(setting.weights),
+                                    learned_weights=setting.learned,
+                                    **{k: v for k, v in values.items() if SEARCHABLE[k] == "train"})
+    return model_cfg, train_cfg
+
+
+def row_setting(study: Study, row: dict) -> Setting:
+    """The setting of a results row (trial or reference).
+
+    Args:
+        study: the study.
+        row: the row (weights as w_<target>, searched values under their names).
+    """
+    return Setting(tuple(float(row[f"w_{t}"]) for t in EMOTIONS), bool(row.get("learned")),
+                   tuple((k, float(row[k])) for k, _ in study.space))
