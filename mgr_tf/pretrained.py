@@ -348,6 +348,11 @@ def _tags_of(model, tags: Sequence[str] | None) -> list[str]:
     raise ValueError(f"model {model.name!r} is not one of {sorted(PRETRAINED)}: pass its tag names")
 
 
+def tag_names_of(model) -> list[str]:
+    """The tag names of a converted musicnn model (from its name, e.g. MSD_musicnn)."""
+    return _tags_of(model, None)
+
+
 def clip_outputs(model, waveform_16k: np.ndarray, batch_size: int = 32) -> dict:
     """Per-patch outputs of a musicnn port on one 16 kHz clip: {"tags": (P, 50), "embedding": (P, D)}."""
     from mgr_tf.models.musicnn import musicnn_frontend
@@ -420,6 +425,12 @@ def export_tagger(keras_model, out_dir: str | Path, tags: Sequence[str] | None =
         archive.write_out(str(tmp), verbose=False)
         (tmp / "assets").mkdir(exist_ok=True)
         (tmp / "assets" / "labels.txt").write_text("".join(f"{t}\n" for t in names))
+        from mgr_tf.config import write_json
+
+        write_json(tmp / "assets" / "config.json", {
+            "kind": "musicnn_tagger", "model": keras_model.name, "tags": list(names), "sample_rate": 16000,
+            "signatures": ["serving_default", "serving_waveform"],
+            "weights": "musicnn 0.1.0 (Pons and Serra, ISMIR-LBD 2019), ISC licence"})
         while True:
             versions = [int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()]
             final = root / str(max(versions, default=0) + 1)
@@ -460,10 +471,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                              ".data-00000-of-00001, .meta, config.json)")
     musicnn.add_argument("--model", required=True, choices=sorted(PRETRAINED), help="which model to convert")
     musicnn.add_argument("--out", required=True, metavar="FILE.keras", help="output Keras file")
+    musicnn.add_argument("--export", metavar="DIR", default=None,
+                         help="also write a TF Serving auto-tagger to DIR/<version>/ (serving_waveform: mono 16 kHz "
+                              "audio -> the 50 tags; python -m mgr_tf.predict DIR song.mp3 --tags)")
     args = parser.parse_args(argv)
 
     out = convert(args.model, args.out, wheel=args.wheel, directory=args.dir)
     print(f"wrote {out} ({args.model})")
+    if args.export:
+        import keras
+
+        exported = export_tagger(keras.saving.load_model(out, compile=False), args.export)
+        print(f"exported the tagger: {exported}")
     return 0
 
 

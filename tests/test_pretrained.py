@@ -255,3 +255,25 @@ def test_exported_tagger_answers_tf_serving_rest_rows(msd_keras, tmp_path):
     default = loaded.signatures["serving_default"](patch=tf.constant(patches))
     np.testing.assert_allclose(default["tags"].numpy(), msd_keras(patches)["tags"].numpy(), atol=1e-5)
     assert set(PRETRAINED) == {"MTT_musicnn", "MSD_musicnn", "MTT_vgg", "MSD_vgg"}
+
+
+@pytest.mark.slow
+def test_predict_tags_from_keras_file_and_from_tagger_export(msd_keras, tmp_path, capsys):
+    import soundfile as sf
+
+    from mgr_tf.pretrained import export_tagger, tag
+    from mgr_tf.serving.predict import main as predict_main
+
+    keras_file = tmp_path / "msd.keras"
+    msd_keras.save(keras_file)
+    export = export_tagger(msd_keras, tmp_path / "tagger").parent
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, _music(7.0, seed=4, sr=22050), 22050)
+    [expected] = tag(msd_keras, [clip], top_k=3)
+    for model in (keras_file, export):
+        capsys.readouterr()
+        assert predict_main([str(model), str(clip), "--tags", "--top-k", "3", "--json"]) == 0
+        [result] = json.loads(capsys.readouterr().out)["results"]
+        assert list(result["tags"]) == [t for t, _ in expected["tags"]]
+        np.testing.assert_allclose(list(result["tags"].values()), [p for _, p in expected["tags"]], atol=1e-5)
+    assert predict_main([str(export), str(tmp_path / "missing.wav"), "--tags"]) == 2

@@ -150,10 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("model_dir", help="export folder: exported_models/<name> (highest version) or a version folder")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="spectrogram (.npy/.npy.gz) or audio files")
     parser.add_argument("--json", action="store_true", help="print one JSON document (with per-window values)")
-    parser.add_argument("--top-k", type=int, default=3, help="genres listed per input (default: %(default)s)")
+    parser.add_argument("--top-k", type=int, default=3, help="genres (or tags) listed per input (default: %(default)s)")
+    parser.add_argument("--tags", action="store_true",
+                        help="auto-tagging with a converted musicnn model: MODEL_DIR is the converter's .keras file "
+                             "(python -m mgr_tf.pretrained) or its tagger export; INPUTs are audio files; prints "
+                             "musicnn's own 50 tags")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         raise UserError("--top-k must be at least 1")
+    if args.tags:
+        return _print_tags(args)
     predictor = Predictor(args.model_dir)
     results, failures = [], 0
     for path in args.inputs:
@@ -170,6 +176,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(format_result(result, args.top_k))
     if args.json:
         print(json.dumps({"model": str(predictor.model_dir), "task": predictor.task, "results": results}, indent=2))
+    return 2 if failures else 0
+
+
+def _print_tags(args) -> int:
+    """`--tags`: musicnn's tags for each audio file, from a converted .keras model or a tagger export."""
+    import tensorflow as tf
+
+    from mgr_tf.models.musicnn import load_audio_16k
+    from mgr_tf.serving.export import resolve_model_dir
+
+    path = Path(args.model_dir)
+    if path.suffix == ".keras":
+        import keras
+
+        from mgr_tf.pretrained import clip_outputs, tag_names_of
+
+        model = keras.saving.load_model(path, compile=False)
+        names = tag_names_of(model)
+        run = lambda audio: clip_outputs(model, audio)["tags"].mean(axis=0)  # noqa: E731
+    else:
+        model_dir = resolve_model_dir(path)
+        labels = model_dir / "assets" / "labels.txt"
+        loaded = tf.saved_model.load(str(model_dir))
+        if "serving_waveform" not in loaded.signatures or not labels.is_file():
+            raise UserError(f"{model_dir}: not a musicnn tagger export (python -m mgr_tf.pretrained ... --export)")
+        names = labels.read_text().split("\n")[:-1]
+        fn = loaded.signatures["serving_waveform"]
+        run = lambda audio: fn(waveform=tf.constant(audio[None], tf.float32))["tags"].numpy()[0]  # noqa: E731
+    results, failures = [], 0
+    for item in args.inputs:
+        try:
+            probs = run(load_audio_16k(item))
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {item}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        order = np.argsort(-probs)[: args.top_k]
+        results.append({"input": str(item), "tags": {names[i]: float(probs[i]) for i in order}})
+        if not args.json:
+            print(f"{item}: " + ", ".join(f"{names[i]} {probs[i]:.3f}" for i in order))
+    if args.json:
+        print(json.dumps({"model": str(path), "results": results}, indent=2))
     return 2 if failures else 0
 
 
