@@ -1,4 +1,9 @@
-"""Shared checks for every model family x head (keras-hub style): shapes, one fit step, save/load, export."""
+"""Shared checks for every registered backbone x task (keras-hub style): shapes, one fit step, save/load, export.
+
+Families and tasks come from the registries (`BACKBONES`, `TASKS`); each family is built at the small
+sizes of its `Backbone.test_options`, so a newly registered family or task is covered without editing
+the tests.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,35 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mgr_tf.genres import EMOTIONS
 from mgr_tf.losses import task_losses
-from mgr_tf.models import task_outputs
+from mgr_tf.models import BACKBONES, ModelConfig, build_model
+from mgr_tf.tasks import EmotionTask, get_task
 
 BANDS = 12
 FRAMES = 32
 NUM_CLASSES = 4
+# Lengths the SavedModel is served at: variable-length families take any; fixed-length ones pad or crop
+# in-graph, so shorter and longer inputs work too.
+VARIABLE_LENGTHS = (FRAMES, 13, 45)
+FIXED_LENGTHS = (FRAMES, 40)
+
+
+def tiny_config(family: str, **overrides) -> ModelConfig:
+    """The family at its `test_options` sizes (dropout 0.1 so the head's dropout layer is exercised)."""
+    return ModelConfig.of(family, **{"dropout": 0.1, **BACKBONES[family].test_options, **overrides})
+
+
+def tiny_model(family: str, task: str, *, config: ModelConfig | None = None, **kwargs) -> keras.Model:
+    """A `build_model` result with BANDS bands, FRAMES frames, NUM_CLASSES classes and seeded statistics."""
+    rng = np.random.default_rng(0)
+    return build_model(config or tiny_config(family), task, num_bands=BANDS, frames=FRAMES,
+                       num_classes=NUM_CLASSES, norm_mean=rng.random(BANDS) * 5, norm_std=rng.random(BANDS) + 2,
+                       **kwargs)
+
+
+def serving_lengths(family: str) -> tuple[int, ...]:
+    """The input lengths `check_export` serves a family's model at."""
+    return VARIABLE_LENGTHS if BACKBONES[family].variable_length else FIXED_LENGTHS
 
 
 def random_batch(rng: np.random.Generator, batch: int, frames: int = FRAMES, bands: int = BANDS) -> np.ndarray:
@@ -23,10 +50,12 @@ def random_batch(rng: np.random.Generator, batch: int, frames: int = FRAMES, ban
 
 
 def make_targets(rng: np.random.Generator, task: str, batch: int) -> dict:
-    """Targets in the dataset's documented structure: {"genre": int32} or {"<emotion>": float32 (1,)}."""
-    if task == "genre":
-        return {"genre": rng.integers(0, NUM_CLASSES, batch).astype(np.int32)}
-    return {name: rng.random((batch, 1)).astype(np.float32) for name in task_outputs(task)}
+    """Targets in the task's documented structure: class indices (int32) or floats in [0, 1] of its shapes."""
+    spec = get_task(task)
+    if spec.classification:
+        return {name: rng.integers(0, NUM_CLASSES, (batch, *shape)).astype(np.int32)
+                for name, shape in spec.target_shapes().items()}
+    return {name: rng.random((batch, *shape)).astype(np.float32) for name, shape in spec.target_shapes().items()}
 
 
 def make_dataset(task: str, *, examples: int = 8, batch: int = 4, seed: int = 0) -> tf.data.Dataset:
@@ -37,20 +66,27 @@ def make_dataset(task: str, *, examples: int = 8, batch: int = 4, seed: int = 0)
 
 
 def check_output_structure(model: keras.Model, task: str, batch: int = 3, frames: int = FRAMES) -> dict:
-    """Outputs are a dict keyed by the task's output names with the documented shapes and ranges."""
+    """Outputs are a dict keyed by the task's output names with the documented shapes and ranges.
+
+    Classification outputs are (batch, NUM_CLASSES) probabilities; others have the task's target shape,
+    and emotion outputs (sigmoids) lie in [0, 1].
+    """
+    spec = get_task(task)
     x = random_batch(np.random.default_rng(1), batch, frames)
     out = model({"spectrogram": x}, training=False)
     assert isinstance(out, dict), type(out)
-    assert set(out) == set(task_outputs(task)), set(out)
+    assert set(out) == set(spec.outputs), set(out)
+    shapes = spec.target_shapes()
     for name, value in out.items():
         value = np.asarray(value)
-        if name == "genre":
-            assert value.shape == (batch, NUM_CLASSES)
+        assert np.all(np.isfinite(value)), name
+        if spec.classification:
+            assert value.shape == (batch, NUM_CLASSES), (name, value.shape)
             np.testing.assert_allclose(value.sum(axis=1), 1.0, rtol=1e-5)
         else:
-            assert name in EMOTIONS
-            assert value.shape == (batch, 1)
-            assert np.all((value >= 0.0) & (value <= 1.0))
+            assert value.shape == (batch, *shapes[name]), (name, value.shape)
+        if isinstance(spec, EmotionTask):
+            assert np.all((value >= 0.0) & (value <= 1.0)), name
     return out
 
 
@@ -61,7 +97,7 @@ def check_fit_step(model: keras.Model, task: str, jit_compile="auto") -> None:
     """
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=task_losses(task), jit_compile=jit_compile)
     before = [np.array(w) for w in model.trainable_weights]
-    history = model.fit(make_dataset(task), epochs=1, verbose=0)
+    history = model.fit(make_dataset(task), epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"][0])
     after = [np.array(w) for w in model.trainable_weights]
     assert any(not np.allclose(a, b) for a, b in zip(before, after)), "fit changed no weight"
@@ -74,12 +110,14 @@ def check_save_load(model: keras.Model, tmp_path: Path) -> None:
     model.save(path)
     loaded = keras.models.load_model(path)
     expected, got = model(x, training=False), loaded(x, training=False)
+    assert set(got) == set(expected), set(got)
     for name in expected:
         np.testing.assert_allclose(np.asarray(got[name]), np.asarray(expected[name]), atol=1e-6)
 
 
 def check_export(model: keras.Model, tmp_path: Path, lengths=(FRAMES,)) -> None:
-    """SavedModel export: the serving signature takes `spectrogram` and returns the named outputs."""
+    """SavedModel export, reloaded: the serving signature takes `spectrogram` of every given length and
+    returns the model's named outputs."""
     path = tmp_path / "export"
     model.export(str(path), format="tf_saved_model", verbose=False)
     loaded = tf.saved_model.load(str(path))

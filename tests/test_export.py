@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import export_dir
+from tests.conftest import export_dir
 from mgr_tf.serving.export import find_ops, next_version, resolve_model_dir
 from mgr_tf.genres import EMOTIONS
 from mgr_tf.serving.requests import RequestError, grpc_predict, load_signature, rest_predict

@@ -13,7 +13,8 @@ import soundfile as sf
 
 from mgr_tf.data import readers as mgr_io
 from mgr_tf.config import DataConfig, FeatureConfig
-from mgr_tf.audio.ingest import MANIFEST, SUMMARY, IngestConfig, assign_splits, ingest, main
+from mgr_tf.audio.ingest import MANIFEST, SUMMARY, IngestConfig, ingest, main
+from mgr_tf.audio.labels import assign_splits
 
 SR = 22050
 CLIP = 5.0  # seconds; 1 + 5 * 22050 // 512 = 216 frames

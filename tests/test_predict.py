@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import export_dir
+from tests.conftest import export_dir
 from mgr_tf.cli import run_cli
 from mgr_tf.data.readers import load_spectrogram
 from mgr_tf.serving.predict import main

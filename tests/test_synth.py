@@ -11,7 +11,8 @@ import pytest
 
 from mgr_tf.data import layout
 from mgr_tf.genres import GENRE_MAP_20_TO_10, GENRES_20
-from mgr_tf.audio.synth import _emotion_knobs, _plan, emotion_targets, generate_corpus, main
+from mgr_tf.audio.styles import emotion_knobs, emotion_targets
+from mgr_tf.audio.synth import _plan, generate_corpus, main
 
 
 def _load(path: Path) -> np.ndarray:
@@ -93,7 +94,7 @@ def test_split_sizes_and_emotion_spread(tiny_corpus):
     assert values.min() >= 0.0 and values.max() <= 1.0
     # Spread over most of [0, 1], not a tight cluster (checked on many draws of the target map).
     rng = np.random.default_rng(1)
-    many = np.array([emotion_targets(_emotion_knobs(rng), rng) for _ in range(2000)])
+    many = np.array([emotion_targets(emotion_knobs(rng), rng) for _ in range(2000)])
     assert np.all(np.percentile(many, 5, axis=0) < 0.3) and np.all(np.percentile(many, 95, axis=0) > 0.7)
     assert np.all(values.std(axis=0) > 0.1)
 

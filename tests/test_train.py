@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import TINY_CNN, run_train
+from tests.conftest import TINY_CNN, run_train
 from mgr_tf.genres import EMOTIONS
 from mgr_tf.training.cli import main
 

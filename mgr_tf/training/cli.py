@@ -27,15 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate, report and export a genre, emotion or multitask model. With no flags it "
                     "trains the default CNN genre model on the embedded synthetic corpus (generated on first "
                     "use) and exports it to exported_models/.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--task", default="genre", choices=list(TASKS), help="what to predict")
+    )
+    parser.add_argument("--task", default="genre", choices=list(TASKS), help="what to predict (default: genre)")
     parser.add_argument("--model", default="cnn", choices=list(BACKBONES),
-                        help="backbone family: " + "; ".join(f"{k}: {b.description}" for k, b in BACKBONES.items()))
+                        help="backbone family (default: cnn): " + "; ".join(f"{k}: {b.description}"
+                                                                             for k, b in BACKBONES.items()))
     parser.add_argument("--out", default=None, help="run folder (default: runs/<task>_<model>_<features>[_beat]; "
                         "rerunning the same command resumes an interrupted run there)")
     parser.add_argument("--export", default="auto", metavar="NAME",
-                        help="export name under --export-root ('auto' = the run name; 'none' = do not export)")
-    parser.add_argument("--export-root", default="exported_models", help="export root folder")
+                        help="export name under --export-root ('auto' = the run name; 'none' = do not export) "
+                             "(default: auto)")
+    parser.add_argument("--export-root", default="exported_models", help="export root folder (default: %(default)s)")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="do not train the summary-statistics baseline on the same split for the report")
     data_group = parser.add_argument_group("data")
@@ -45,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_group = parser.add_argument_group("training")
     add_dataclass_args(train_group, TrainConfig, skip=("learning_rate", "loss_weights"))
     train_group.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float,
-                             default=TrainConfig.learning_rate, help="Adam learning rate")
+                             default=TrainConfig.learning_rate, help=f"Adam learning rate (default: {TrainConfig.learning_rate})")
     train_group.add_argument("--loss-weights", nargs="+", default=None,
                              help="multitask weights of valence, energy, danceability: three numbers, or "
                                   "'published' for 1.5 0.8 0.8 (default: equal)")

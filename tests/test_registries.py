@@ -1,0 +1,77 @@
+"""The registries (tasks, backbones, feature types) are complete and self-describing; unknown names fail clearly."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mgr_tf.cli import _arg_docs
+from mgr_tf.config import FeatureConfig
+from mgr_tf.data.layout import LABEL_KINDS
+from mgr_tf.feature_types import FEATURE_TYPES, get_feature_type
+from mgr_tf.models import BACKBONES, ModelConfig
+from mgr_tf.tasks import TASKS, get_task
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_task_declares_outputs_monitor_and_label_kind(name):
+    task = TASKS[name]
+    assert task.name == name
+    assert task.outputs and all(isinstance(o, str) and o for o in task.outputs), task.outputs
+    assert len(set(task.outputs)) == len(task.outputs), task.outputs
+    quantity, mode = task.monitor
+    assert quantity.startswith("val_") and mode in ("min", "max"), task.monitor
+    assert task.label_kind in LABEL_KINDS, task.label_kind
+    assert set(task.target_shapes()) == set(task.outputs)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_backbone_options_are_documented_for_help(name):
+    spec = BACKBONES[name]
+    assert spec.name == name and spec.description
+    assert dataclasses.is_dataclass(spec.options)
+    documented = _arg_docs(spec.options)
+    missing = [f.name for f in dataclasses.fields(spec.options) if not documented.get(f.name)]
+    assert not missing, f"{spec.options.__name__}: no Args: entry for {missing}"
+    # Its test sizes are valid options.
+    assert ModelConfig.of(name, **spec.test_options).family == name
+
+
+def test_model_config_common_fields_are_documented():
+    documented = _arg_docs(ModelConfig)
+    assert all(documented.get(f.name) for f in dataclasses.fields(ModelConfig)), documented
+
+
+@pytest.mark.parametrize("name", list(FEATURE_TYPES))
+def test_feature_type_derives_its_band_count(name):
+    cfg = FeatureConfig()
+    spec = get_feature_type(name)
+    bands = spec.bands(cfg)
+    assert cfg.n_mels + cfg.n_chroma == 140  # the fused layout the (1, 10, 140) input stands for
+    fused = np.random.default_rng(0).normal(-20.0, 10.0, (1, 10, 140)).astype(np.float32)
+    assert np.asarray(spec.derive(fused, cfg)).shape == (1, 10, bands)
+    assert tuple(spec.derive(tf.constant(fused), cfg).shape) == (1, 10, bands)  # in graph form too
+    assert 0 <= spec.db_bands(cfg) <= bands
+
+
+def test_training_cli_choices_are_the_registries():
+    from mgr_tf.training.cli import build_parser
+
+    actions = {a.dest: a for a in build_parser()._actions}
+    assert actions["task"].choices == list(TASKS)
+    assert actions["model"].choices == list(BACKBONES)
+
+
+@pytest.mark.parametrize("lookup, known", [
+    (get_task, TASKS),
+    (ModelConfig.of, BACKBONES),
+    (get_feature_type, FEATURE_TYPES),
+], ids=["task", "backbone", "feature_type"])
+def test_unknown_names_raise_naming_the_known_ones(lookup, known):
+    with pytest.raises(ValueError, match="'nope'") as info:
+        lookup("nope")
+    message = str(info.value)
+    assert all(repr(name) in message for name in known), message
