@@ -11,8 +11,9 @@ import argparse
 import dataclasses
 import os
 import sys
+import time
 import typing
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TextIO
 
 
 class UserError(Exception):
@@ -50,7 +51,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, prefix: st
                        skip: Sequence[str] = (), help_texts: dict[str, str] | None = None) -> None:
     """Adds one flag per field of dataclass `cls` (`--prefix-field-name`).
 
-    Help texts come from the `Args:` section of the dataclass docstring unless given.
+    Help texts come from the `Args:` section of the dataclass docstring unless given; a field whose
+    metadata has "choices" gets a flag that accepts only those values.
 
     Args:
         parser: the parser (or argument group) to extend.
@@ -73,14 +75,17 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, prefix: st
         origin = typing.get_origin(ftype)
         args = [a for a in typing.get_args(ftype) if a is not type(None)]
         base = args[0] if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args else ftype
+        # A field may name its allowed values: field(..., metadata={"choices": (...)}).
+        choices = field.metadata.get("choices")
         if base is bool:
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,
                                 default=default, help=help_)
         elif typing.get_origin(base) is tuple:
             inner = typing.get_args(base)[0]
-            parser.add_argument(flag, dest=dest, type=inner, nargs="+", default=default, help=help_)
+            parser.add_argument(flag, dest=dest, type=inner, nargs="+", default=default, choices=choices,
+                                help=help_)
         else:
-            parser.add_argument(flag, dest=dest, type=base, default=default, help=help_)
+            parser.add_argument(flag, dest=dest, type=base, default=default, choices=choices, help=help_)
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, *, prefix: str = "", **overrides: Any) -> Any:
@@ -170,3 +175,93 @@ def flags_from_dataclass(config: Any, defaults: Any = None, *, prefix: str = "",
 
 def _flag_value(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
+
+
+class Progress:
+    """Progress of a long loop on stderr: a tqdm bar on a terminal, else a few plain lines.
+
+    Where the stream is not a terminal (a log file, a pipe, CI), a line is printed only when another
+    tenth of the work is done or 30 s have passed since the last line, and never with carriage
+    returns, so logs stay short and readable. Use it as a context manager or call `close`.
+
+    Args:
+        total: units of work expected.
+        desc: short name shown first, e.g. "synth".
+        unit: what one unit is, e.g. "clips".
+        enabled: False prints nothing.
+        file: the stream; None = sys.stderr at the time of the call.
+    """
+
+    LINE_EVERY_SECONDS = 30.0
+    LINE_EVERY_FRACTION = 0.1
+
+    def __init__(self, total: int, desc: str, unit: str = "it", *, enabled: bool = True,
+                 file: TextIO | None = None):
+        self.total, self.desc, self.unit, self.enabled = total, desc, unit, enabled
+        self.file = file if file is not None else sys.stderr
+        self.done, self.postfix = 0, ""
+        self.start = self._last_time = time.perf_counter()
+        self._last_done = 0
+        self._bar = None
+        if enabled and _is_terminal(self.file):
+            try:
+                from tqdm import tqdm
+            except ImportError:  # plain lines are always there
+                tqdm = None
+            if tqdm is not None:
+                self._bar = tqdm(total=total, desc=f"[{desc}]", unit=f" {unit}", file=self.file,
+                                 dynamic_ncols=True, leave=True)
+
+    def update(self, n: int = 1, **counts: int) -> None:
+        """Adds `n` finished units; `counts` (e.g. converted=3, skipped=1) are shown with the progress."""
+        self.done += n
+        self.postfix = ", ".join(f"{v} {k}" for k, v in counts.items())
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            if counts:
+                self._bar.set_postfix_str(self.postfix, refresh=False)
+            self._bar.update(n)
+            return
+        now = time.perf_counter()
+        if (self.done >= self.total or self._step(self.done) > self._step(self._last_done)
+                or now - self._last_time >= self.LINE_EVERY_SECONDS):
+            self._last_done, self._last_time = self.done, now
+            print(self.line(now), file=self.file, flush=True)
+
+    def _step(self, done: int) -> int:
+        """How many whole tenths (LINE_EVERY_FRACTION) of the total `done` units make."""
+        return int(done / max(self.total, 1) / self.LINE_EVERY_FRACTION)
+
+    def line(self, now: float | None = None) -> str:
+        """The plain progress line: done/total, share, elapsed time, rate and time left."""
+        elapsed = (now if now is not None else time.perf_counter()) - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        left = f", ~{(self.total - self.done) / rate:.0f} s left" if rate > 0 and self.done < self.total else ""
+        extra = f", {self.postfix}" if self.postfix else ""
+        return (f"[{self.desc}] {self.done}/{self.total} {self.unit}{share}{extra}, {elapsed:.0f} s elapsed, "
+                f"{rate:.2f} {self.unit}/s{left}")
+
+    def close(self) -> None:
+        """Ends the bar (a terminal) or prints the last line if the loop stopped early."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif self.enabled and self.done != self._last_done:
+            self._last_done = self.done
+            print(self.line(), file=self.file, flush=True)
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    """A terminal with a width (a bar on a zero-width pseudo-terminal would print nothing)."""
+    try:
+        return bool(stream.isatty()) and os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError):
+        return False

@@ -21,6 +21,8 @@ CLIP = 5.0  # seconds; 1 + 5 * 22050 // 512 = 216 frames
 FRAMES = 1 + int(CLIP * SR) // 512
 FCFG = dataclasses.replace(FeatureConfig(), clip_seconds=CLIP)
 GENRES = ("Rock", "Jazz", "Hip-Hop")
+# genres.csv holds one genre outside FMA's 20 ("Experimental"): with FMA's names it is skipped as unknown.
+FMA_NAMES = IngestConfig(workers=1, test_fraction=0.25, genre_vocabulary="fma")
 
 
 def music(seconds: float, seed: int, sr: int = SR, stereo: bool = False) -> np.ndarray:
@@ -64,7 +66,10 @@ def audio_dir(tmp_path_factory):
     sf.write(bad / "short.wav", music(2.0, 99), SR)
     rows += [("bad/corrupt.mp3", "Rock"), ("bad/empty.wav", "Jazz"), ("bad/silent.wav", "Rock"),
              ("bad/short.wav", "Jazz"), ("bad/missing.wav", "Rock"), ("rock/rock_0.wav", "Experimental")]
-    (root / "genres.csv").write_text("path,genre\n" + "".join(f"{p},{g}\n" for p, g in rows))
+    # The bad files are placed in train, so that the drawn test split (a quarter of each genre) holds
+    # exactly one good clip per genre whatever the seed.
+    (root / "genres.csv").write_text("path,genre,split\n" + "".join(
+        f"{p},{g},{'train' if i >= 12 else ''}\n" for i, (p, g) in enumerate(rows)))
     emo = [(p, 0.1 + 0.07 * i, 0.9 - 0.06 * i, 0.5) for i, (p, g) in enumerate(rows[:12])]
     (root / "emotions.csv").write_text("path,valence,energy,danceability\n"
                                        + "".join(f"{p},{v:.3f},{e:.3f},{d:.3f}\n" for p, v, e, d in emo))
@@ -76,7 +81,7 @@ def genre_root(audio_dir, tmp_path_factory):
     """The genre conversion with two decoding workers (the CLI path)."""
     out = tmp_path_factory.mktemp("genre_out")
     argv = [str(audio_dir), str(audio_dir / "genres.csv"), "--out", str(out), "--clip-seconds", str(CLIP),
-            "--workers", "2", "--test-fraction", "0.25"]
+            "--workers", "2", "--test-fraction", "0.25", "--genre-vocabulary", "fma"]
     assert main(argv) == 0
     return out
 
@@ -106,15 +111,14 @@ def test_genre_conversion_writes_layout_and_reports_bad_files(genre_root):
 
 def test_resume_converts_nothing_and_keeps_outputs(genre_root, audio_dir):
     before = tree_digest(genre_root)
-    summary = ingest(audio_dir, [audio_dir / "genres.csv"], genre_root,
-                     IngestConfig(workers=1, test_fraction=0.25), FCFG, progress=False)
+    summary = ingest(audio_dir, [audio_dir / "genres.csv"], genre_root, FMA_NAMES, FCFG, progress=False)
     assert summary["converted"] == 0 and summary["already_converted"] == 12
     assert tree_digest(genre_root) == before
 
 
 def test_interrupted_run_resumes_and_matches_one_run(audio_dir, genre_root, tmp_path):
     out = tmp_path / "out"
-    cfg = IngestConfig(workers=1, test_fraction=0.25)
+    cfg = FMA_NAMES
     ingest(audio_dir, [audio_dir / "genres.csv"], out, cfg, FCFG, progress=False)
     # Simulate a run killed halfway: drop the last records and a label file, truncate the last line.
     manifest = out / MANIFEST.format(task="genre")
@@ -129,7 +133,7 @@ def test_interrupted_run_resumes_and_matches_one_run(audio_dir, genre_root, tmp_
 def test_changed_settings_are_refused(audio_dir, genre_root):
     with pytest.raises(Exception, match="converted with other settings .*clip"):
         ingest(audio_dir, [audio_dir / "genres.csv"], genre_root,
-               IngestConfig(workers=1, test_fraction=0.25, clip="first"), FCFG, progress=False)
+               dataclasses.replace(FMA_NAMES, clip="first"), FCFG, progress=False)
 
 
 @pytest.mark.slow
@@ -263,11 +267,74 @@ def test_split_is_deterministic_and_stratified():
     assert sum(first[t] == "test" for t, s in pairs if s == "B") == 5
 
 
+def test_split_matches_the_pipelines_draw():
+    """ingest's split is the data pipeline's stratified draw, plus one test and one train track per genre."""
+    from mgr_tf.data.splits import stratified_split, stratified_subset
+
+    ids = [f"t{i:02d}" for i in range(23)]
+    strata = ["a"] * 12 + ["b"] * 8 + ["c"] * 2 + ["d"]
+    assert stratified_split(ids, strata, 0.3, seed=5) == stratified_subset(ids, strata, 7, seed=5)
+    # Quotas a 4, b 2, c 1, d 0 (largest remainders of 7): already one per genre of two or more tracks.
+    splits = assign_splits(list(zip(ids, strata)), 0.3, seed=5)
+    assert [splits[t] == "test" for t in ids] == stratified_subset(ids, strata, 7, seed=5)
+    # 0.2 of six tracks is one, but each of the three genres gets one (and keeps one in train).
+    small = assign_splits([(f"x{i}", i % 3) for i in range(6)], 0.2, seed=0)
+    assert sorted(int(t[1:]) % 3 for t, s in small.items() if s == "test") == [0, 1, 2]
+    assert assign_splits(list(zip(ids, strata)), 0.0, seed=5) == {t: "train" for t in ids}
+
+
+def _noise_tones(folder: Path, names: list[str], seconds: float = 2.0) -> None:
+    """Short sine + noise mixes, one file per name (GTZAN-like clips)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * SR)) / SR
+    for i, name in enumerate(names):
+        x = 0.3 * np.sin(2 * np.pi * (110.0 + 40.0 * i) * t) + 0.1 * rng.standard_normal(t.size)
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / name, x.astype(np.float32), SR)
+
+
+def test_gtzan_style_genre_names_give_genres_txt(tmp_path):
+    audio = tmp_path / "gtzan"
+    genres = ("blues", "country", "disco")
+    files = [f"{g}/{g}.{j:05d}.wav" for g in genres for j in range(3)]
+    _noise_tones(audio, files)
+    (audio / "labels.csv").write_text("path,genre\n" + "".join(f"{f},{f.split('/')[0]}\n" for f in files))
+    out = tmp_path / "out"
+    assert main([str(audio), str(audio / "labels.csv"), "--out", str(out), "--clip-seconds", "2",
+                 "--workers", "1", "--quiet"]) == 0
+    summary = json.loads((out / SUMMARY).read_text())
+    assert summary["converted"] == 9 and summary["vocabulary"] == list(genres)
+    # A fifth of 9 is 2 tracks, but every genre keeps one test and one train track.
+    assert summary["counts"]["fma_genre_spectrograms"] == {"train": 6, "test": 3}
+    for name in ("fma_genre_spectrograms", "fma_genre_spectrograms_beat"):
+        assert (out / name / "genres.txt").read_text() == "blues\ncountry\ndisco\n"
+        for split in ("train", "test"):
+            lines = (out / name / f"{split}_labels.txt").read_text().splitlines()
+            assert lines[0] == "Id\tGenre"
+            assert {line.split("\t")[1] for line in lines[1:]} == set(genres)
+    assert mgr_io.genre_vocabulary(out, "fma_genre_spectrograms") == genres
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("", "labels.csv: no labelled tracks"),
+    ("a.wav,blues\nb.wav,\nc.wav,disco\n", "labels.csv:3: empty genre name"),
+    ("a.wav,blues\nb.wav,blues\n", "labels.csv: a single genre 'blues'"),
+])
+def test_bad_open_label_sets_name_the_file(tmp_path, capsys, rows, message):
+    from mgr_tf.cli import run_cli
+
+    (tmp_path / "labels.csv").write_text("path,genre\n" + rows)
+    assert run_cli(main, [str(tmp_path), str(tmp_path / "labels.csv"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
 @pytest.mark.slow
 def test_beam_direct_runner_matches_local_output(audio_dir, genre_root, tmp_path):
     out = tmp_path / "beam"
     assert main([str(audio_dir), str(audio_dir / "genres.csv"), "--out", str(out), "--clip-seconds", str(CLIP),
-                 "--test-fraction", "0.25", "--quiet", "--beam", "--runner=DirectRunner"]) == 0
+                 "--test-fraction", "0.25", "--genre-vocabulary", "fma", "--quiet", "--beam",
+                 "--runner=DirectRunner"]) == 0
     summary = json.loads((out / SUMMARY).read_text())
     assert summary["converted"] == 12 and summary["skipped"]["corrupt"] == 1
     local, beam = tree_digest(genre_root), tree_digest(out)

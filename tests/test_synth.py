@@ -116,6 +116,22 @@ def test_deterministic_and_withheld_labels(tmp_path):
     assert [c.knobs for c in plan_a[1]] != [c.knobs for c in plan_c[1]]
 
 
+def test_progress_in_a_log_is_a_few_plain_lines():
+    from mgr_tf.cli import Progress
+
+    log = io.StringIO()  # not a terminal
+    with Progress(640, "synth", "clips", file=log) as bar:
+        for _ in range(320):
+            bar.update(2)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and 10 <= len(lines) <= 11
+    assert lines[-1].startswith("[synth] 640/640 clips (100%)")
+    quiet = io.StringIO()
+    with Progress(5, "synth", "clips", enabled=False, file=quiet) as bar:
+        bar.update(5)
+    assert quiet.getvalue() == ""
+
+
 def test_cli(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "x"), "--clips", "40", "--duration", "1.5", "--quiet"]) == 0
     assert "multitask_dataset_beat: train 32, test 8" in capsys.readouterr().out

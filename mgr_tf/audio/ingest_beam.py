@@ -1,7 +1,7 @@
 """The audio -> dataset conversion of `mgr_tf.ingest` as an Apache Beam pipeline (`--beam`).
 
 For the full FMA (about 106k tracks) on many machines: each element is one track; a worker decodes
-it, computes the features with the same functions as the local path (`ingest.convert_track`), and
+it, computes the features with the same function as the local path (`convert.convert_track`), and
 writes both sample files; the records and problems come back as JSON lines, from which the driver
 appends the manifest and rewrites the label files exactly as a local run does. Any runner works
 (DirectRunner by default; Dataflow, Flink, Spark through ordinary pipeline options) as long as
@@ -22,8 +22,9 @@ from typing import Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from mgr_tf.audio.convert import LABEL_FORMATS, convert_track
+from mgr_tf.audio.tracks import IngestConfig, Problem, Track, label_kind
 from mgr_tf.config import FeatureConfig, from_dict, to_dict
-from mgr_tf.audio.ingest import IngestConfig, Problem, Track, convert_track, make_extractor
 
 
 class ConvertTrack(beam.DoFn):
@@ -46,11 +47,11 @@ class ConvertTrack(beam.DoFn):
         quiet_tensorflow()
         self.cfg = from_dict(IngestConfig, self.cfg_dict)
         self.fcfg = from_dict(FeatureConfig, self.fcfg_dict)
-        self.extractor = make_extractor(self.fcfg)
+        self.label_format = LABEL_FORMATS[label_kind(self.task)]
 
     def process(self, element: dict):
-        track = Track(**{**element, "emotions": tuple(element["emotions"]) if element["emotions"] else None})
-        record, problem = convert_track(track, self.root, self.task, self.cfg, self.fcfg, self.extractor)
+        track = Track(**{**element, "label": self.label_format.from_json(element["label"])})
+        record, problem = convert_track(track, self.root, self.task, self.cfg, self.fcfg)
         if record is not None:
             yield json.dumps({"record": record}, sort_keys=True)
         else:
@@ -80,8 +81,9 @@ def run_pipeline(tracks: Sequence[Track], root: str | Path, task: str, cfg: Inge
         args.append("--runner=DirectRunner")
     # Outcomes go through files under ROOT: the only channel that every runner shares with the driver.
     out_dir = root / ".ingest_beam" / uuid.uuid4().hex
+    to_json = LABEL_FORMATS[label_kind(task)].to_json
     elements = [{"track_id": t.track_id, "path": t.path, "source": t.source, "split": t.split,
-                 "genre": t.genre, "emotions": list(t.emotions) if t.emotions else None} for t in tracks]
+                 "label": to_json(t.label)} for t in tracks]
     # Beam's INFO lines would bury the progress and summary of the conversion.
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     options = PipelineOptions(args)

@@ -90,12 +90,11 @@ class Predictor:
         return {k: v.numpy()[0] for k, v in outputs.items()}
 
     def _features_in_python(self, window: np.ndarray) -> np.ndarray:
-        from mgr_tf.audio.features import beat_sync, fused_features
+        from mgr_tf.audio.clips import clip_features
 
-        fused = fused_features(window, self.feature_config).numpy()  # (time, 140)
-        if self.beat:
-            fused = beat_sync(fused, cfg=self.feature_config)
-        return np.asarray(derive(self.features, fused, self.feature_config), np.float32)
+        # The dataset converter's own function, so the model sees the arrays it was trained on.
+        full, beat = clip_features(window, self.feature_config, beat=self.beat)
+        return np.asarray(derive(self.features, beat if self.beat else full, self.feature_config), np.float32)
 
     def predict_file(self, path: str | Path) -> dict:
         """Predictions for one file: averaged values plus, for audio, the per-window values."""
