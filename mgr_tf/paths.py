@@ -12,5 +12,9 @@ def cache_home() -> Path:
 
 
 def default_corpus_dir(seed: int = 0) -> Path:
-    """Folder of the embedded default corpus generated for `seed`."""
-    return cache_home() / f"corpus-v1-seed{seed}"
+    """Folder of the embedded default corpus generated for `seed`.
+
+    v2: the test split is drawn by `mgr_tf.data.splits` (v1 used a hash of the id); v2 also records
+    features.json.
+    """
+    return cache_home() / f"corpus-v2-seed{seed}"

@@ -47,7 +47,11 @@ def _emotion_rows(path: Path) -> list[tuple[str, float, float, float]]:
 
 def test_layout_and_formats(tiny_corpus):
     root = Path(tiny_corpus)
-    assert sorted(p.name for p in root.iterdir()) == sorted(layout.SUB_DATASETS)
+    assert sorted(p.name for p in root.iterdir()) == sorted([*layout.SUB_DATASETS, layout.FEATURES_FILE])
+    from mgr_tf.config import FeatureConfig
+    from mgr_tf.data.prepare import data_feature_config
+
+    assert data_feature_config(root) == FeatureConfig()
     suffixes = set()
     for name in layout.SUB_DATASETS:
         beat = name.endswith("_beat")

@@ -37,6 +37,7 @@ from mgr_tf.audio.convert import (MANIFEST, Manifest, convert_or_problem, manife
                                   read_manifest, settings_of, write_label_files)
 from mgr_tf.audio.labels import read_labels
 from mgr_tf.audio.tracks import SHORT_TOLERANCE_SECONDS, IngestConfig, LabelSet, Problem, Track
+from mgr_tf.data import layout
 from mgr_tf.cli import Progress, UserError, add_dataclass_args, dataclass_from_args, quiet_tensorflow, run_cli
 from mgr_tf.config import FeatureConfig, write_json
 
@@ -142,6 +143,7 @@ def ingest(audio_dir: str | Path, label_files: Sequence[str | Path], root: str |
         else:
             todo.append(track)
     root.mkdir(parents=True, exist_ok=True)
+    layout.write_feature_config(root, fcfg)
     problems = list(labels.problems)
     manifest = Manifest(root, settings)
     converted = 0

@@ -126,6 +126,8 @@ def generate_corpus(out_dir: str | Path, *, seed: int = 0, clips: int = DEFAULT_
         raise ValueError(f"duration must be at least 1 second, got {duration}")
     start = time.perf_counter()
     root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    layout.write_feature_config(root, feature_config)
     sr = feature_config.sample_rate
     genre_clips, emo_clips = _plan(seed, clips)
     beat_lengths: list[int] = []

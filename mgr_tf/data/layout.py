@@ -44,6 +44,7 @@ def sub_datasets(label_kind: str) -> tuple[str, str]:
 SPLITS: tuple[str, ...] = ("train", "test")
 
 SAMPLE_SUFFIX = ".fused.full.npy"
+FEATURES_FILE = "features.json"  # the FeatureConfig the root's arrays were made with
 GENRE_HEADER = "Id\tGenre"
 EMOTION_HEADER = "Id,valence,energy,danceability"
 
@@ -142,4 +143,18 @@ def _write_lines(path: str | Path, lines: Sequence[str]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_feature_config(root: str | Path, feature_config) -> Path:
+    """Records the FeatureConfig a root's arrays were made with as `ROOT/features.json`.
+
+    Args:
+        root: dataset root.
+        feature_config: a `mgr_tf.config.FeatureConfig`.
+    """
+    from mgr_tf.config import to_dict, write_json
+
+    path = Path(root) / FEATURES_FILE
+    write_json(path, to_dict(feature_config))
     return path

@@ -22,10 +22,9 @@ from pathlib import Path
 from mgr_tf.config import DataConfig, FeatureConfig, from_dict, write_json
 from mgr_tf.data import readers as mgr_io
 from mgr_tf.genres import GENRES_20
+from mgr_tf.data.layout import FEATURES_FILE
 from mgr_tf.paths import cache_home, default_corpus_dir
 from mgr_tf.tasks import get_task
-
-FEATURES_FILE = "features.json"  # the FeatureConfig a root's arrays were made with (written by ingest / synth)
 
 
 @dataclass(frozen=True)
