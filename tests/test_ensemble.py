@@ -111,7 +111,7 @@ def test_export_of_mixed_beat_and_full_members_is_refused(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def members(tiny_corpus, tmp_path_factory):
     """Three tiny CNN genre runs on mel, chroma and 13 MFCCs of the tiny corpus (not exported)."""
-    from conftest import TINY_CNN, run_train
+    from tests.conftest import TINY_CNN, run_train
 
     tmp = tmp_path_factory.mktemp("ensemble_members")
     return [run_train(["--data-dir", str(tiny_corpus), "--features", features, *extra, "--epochs", "3", "--lr", "3e-3",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 
 import numpy as np
 import pytest
@@ -66,17 +65,9 @@ def test_mfcc_derives_in_keras_functional_graph():
     assert tuple(derive("mfcc", x, FeatureConfig(n_mfcc=13)).shape) == (None, None, 13)
 
 
-def _audio_features_knows_n_mfcc() -> bool:
-    from mgr_tf.audio.features import AudioFeatures
-
-    return "n_mfcc" in inspect.signature(AudioFeatures.__init__).parameters
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(not _audio_features_knows_n_mfcc(), reason="AudioFeatures (mgr_tf/audio/features.py) does not "
-                   "carry n_mfcc yet, so serving_waveform derives the default 20 MFCCs")
 def test_train_mfcc_exports_waveform_signature(tiny_corpus, tmp_path):
-    from conftest import TINY_CNN, export_dir, run_train
+    from tests.conftest import TINY_CNN, export_dir, run_train
 
     from mgr_tf.serving.requests import load_signature
 

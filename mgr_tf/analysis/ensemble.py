@@ -282,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_members(members)
     methods = list(METHODS) if args.method == "all" else [args.method]
     out = Path(args.out or Path("runs") / ("ensemble_" + "+".join(m.run_dir.name for m in members)))
-    command = "python -m mgr_tf.ensemble " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    words = argv if argv is not None else sys.argv[1:]
+    command = "python -m mgr_tf.ensemble " + " ".join(shlex.quote(a) for a in words)
     if args.export:
         from mgr_tf.analysis.ensemble_export import check_exportable
 

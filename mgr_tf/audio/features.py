@@ -184,20 +184,20 @@ class AudioFeatures(keras.layers.Layer):
 
     Args:
         bands: the feature type (a name registered in `mgr_tf.feature_types`: fused, mel, chroma, ...).
-        sample_rate, n_fft, hop_length, n_mels, n_chroma, fmin, fmax, top_db: the fields of
+        sample_rate, n_fft, hop_length, n_mels, n_chroma, fmin, fmax, top_db, n_mfcc: the fields of
             `FeatureConfig`.
         **kwargs: base layer arguments (name, dtype, ...).
     """
 
     def __init__(self, bands: str = "fused", sample_rate: int = 22050, n_fft: int = 2048,
                  hop_length: int = 512, n_mels: int = 128, n_chroma: int = 12, fmin: float = 0.0,
-                 fmax: float | None = None, top_db: float | None = 80.0, **kwargs):
+                 fmax: float | None = None, top_db: float | None = 80.0, n_mfcc: int = 20, **kwargs):
         super().__init__(**kwargs)
         get_feature_type(bands)  # ValueError naming the registered feature types
         self.bands = bands
         self.feature_config = FeatureConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
                                             n_mels=n_mels, n_chroma=n_chroma, fmin=fmin, fmax=fmax,
-                                            top_db=top_db)
+                                            top_db=top_db, n_mfcc=n_mfcc)
         self.built = True  # no weights: nothing to build
 
     @classmethod
@@ -211,7 +211,7 @@ class AudioFeatures(keras.layers.Layer):
         """
         return cls(bands=bands, sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
                    n_mels=cfg.n_mels, n_chroma=cfg.n_chroma, fmin=cfg.fmin, fmax=cfg.fmax,
-                   top_db=cfg.top_db, **kwargs)
+                   top_db=cfg.top_db, n_mfcc=cfg.n_mfcc, **kwargs)
 
     def call(self, waveform):
         cfg = self.feature_config
@@ -227,7 +227,7 @@ class AudioFeatures(keras.layers.Layer):
         config = super().get_config()
         config.update(bands=self.bands, sample_rate=cfg.sample_rate, n_fft=cfg.n_fft,
                       hop_length=cfg.hop_length, n_mels=cfg.n_mels, n_chroma=cfg.n_chroma, fmin=cfg.fmin,
-                      fmax=cfg.fmax, top_db=cfg.top_db)
+                      fmax=cfg.fmax, top_db=cfg.top_db, n_mfcc=cfg.n_mfcc)
         return config
 
 

@@ -1,0 +1,330 @@
+"""`python -m mgr_tf.explore [DATA_ROOT | RUN_DIR] --out DIR`: the exploratory figures of the published reports.
+
+For a dataset root (the layout of reference section 1; no argument = the embedded synthetic corpus) it draws:
+a mel spectrogram and a chromagram of one clip per genre class (full-length and beat-synchronous side by side),
+class counts before and after the 20 -> 10 genre mapping for train and test, the histogram of beat-synchronous
+lengths, and the emotion targets' histograms and correlation matrix. For a trained CNN run folder
+(`explore_run`): the activation maps of its first conv blocks for one clip per genre and a 2-D PCA of its
+`embedding` layer coloured by genre. Every figure is a PNG listed with a caption in `DIR/index.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mgr_tf.cli import UserError, quiet_tensorflow
+from mgr_tf.config import BEAT_FRAMES, FeatureConfig, from_dict
+from mgr_tf.data import layout
+from mgr_tf.data import readers
+from mgr_tf.genres import EMOTIONS, GENRE_MAP_20_TO_10, GENRES_20
+
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+# ------------------------------------------------------------------------------------------ shared helpers
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a class name ("Hip-Hop" -> "hip-hop")."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "class"
+
+
+def save(fig, path: Path) -> Path:
+    """Saves and closes a figure."""
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    pyplot().close(fig)
+    return path
+
+
+def write_index(out: Path, title: str, sections: Sequence[tuple[str, str, Sequence[str]]]) -> Path:
+    """Writes `out/index.md`: a title, then per section its heading, text and images (file names in `out`)."""
+    lines = [f"# {title}", ""]
+    for heading, text, images in sections:
+        lines += [f"## {heading}", ""] + ([text, ""] if text else [])
+        for image in images:
+            lines += [f"![{Path(image).stem}]({image})", ""]
+    path = out / "index.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+# ------------------------------------------------------------------------------------------ data root
+def feature_config_of(root: Path) -> FeatureConfig:
+    """The settings the root's arrays were made with (its features.json, else the published ones)."""
+    path = root / "features.json"
+    return from_dict(FeatureConfig, json.loads(path.read_text())) if path.is_file() else FeatureConfig()
+
+
+def num_frames(path: Path) -> int:
+    """Frames (columns) of a stored (bands, time) array, read from the .npy header only."""
+    with (gzip.open if path.name.endswith(".gz") else open)(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape = read(fh)[0]
+    return int(shape[-1])
+
+
+def _listing(root: Path, sub: str, split: str):
+    try:
+        return readers.list_split(root, sub, split, skip_bad=True)
+    except FileNotFoundError:
+        return None
+
+
+def _mapped(vocabulary: tuple[str, ...]) -> dict[str, str | None]:
+    """Raw genre -> class: the published 20 -> 10 mapping for FMA's names, identity for other label sets."""
+    return dict(GENRE_MAP_20_TO_10) if tuple(vocabulary) == GENRES_20 else {g: g for g in vocabulary}
+
+
+def plot_clip(full: np.ndarray, beat: np.ndarray | None, title: str, cfg: FeatureConfig, path: Path,
+              with_beat: bool = True) -> Path:
+    """Mel spectrogram (top) and chromagram (bottom) of one clip, full-length (left) and beat-synced (right).
+
+    Args:
+        full: the full-length (bands, time) array.
+        beat: the beat-synchronous array of the same clip; None = the clip has none (the panel says so).
+        title: figure title.
+        cfg: the settings the arrays were made with (time and frequency axes).
+        path: PNG to write.
+        with_beat: draw the beat-synchronous column at all (False when the root has no such sub-dataset).
+    """
+    import librosa
+
+    plt = pyplot()
+    cols = 2 if with_beat else 1
+    fig, axes = plt.subplots(2, cols, figsize=(12 if with_beat else 9, 6.5), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 1.3][:cols]})
+    seconds = full.shape[1] * cfg.hop_length / cfg.sample_rate
+    centres = librosa.mel_frequencies(cfg.n_mels + 2, fmin=cfg.fmin, fmax=cfg.fmax or cfg.sample_rate / 2)[1:-1]
+    mel_ticks = np.linspace(0, cfg.n_mels - 1, 5).round().astype(int)
+    for col, (array, kind) in enumerate(((full, "full length"), (beat, "beat-synchronous"))[:cols]):
+        mel_ax, chroma_ax = axes[0, col], axes[1, col]
+        if array is None:
+            for ax in (mel_ax, chroma_ax):
+                ax.text(0.5, 0.5, "no beat-synchronous copy", ha="center", va="center", transform=ax.transAxes)
+                ax.set_axis_off()
+            continue
+        extent_x = (0, seconds) if col == 0 else (0, array.shape[1])
+        xlabel = "time (s)" if col == 0 else "beat"
+        im = mel_ax.imshow(array[:cfg.n_mels], origin="lower", aspect="auto", cmap="magma",
+                           extent=(*extent_x, -0.5, cfg.n_mels - 0.5))
+        mel_ax.set_yticks(mel_ticks, [f"{centres[i]:.0f}" for i in mel_ticks])
+        mel_ax.set(title=f"log-mel, {kind}", xlabel=xlabel, ylabel="mel band centre (Hz)")
+        fig.colorbar(im, ax=mel_ax, label="dB", fraction=0.05)
+        im = chroma_ax.imshow(array[cfg.n_mels:cfg.n_mels + cfg.n_chroma], origin="lower", aspect="auto",
+                              cmap="viridis", vmin=0, vmax=1, extent=(*extent_x, -0.5, cfg.n_chroma - 0.5))
+        chroma_ax.set_yticks(range(cfg.n_chroma), PITCH_CLASSES[:cfg.n_chroma])
+        chroma_ax.set(title=f"chroma, {kind}", xlabel=xlabel, ylabel="pitch class")
+        fig.colorbar(im, ax=chroma_ax, label="energy (max = 1)", fraction=0.05)
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_counts(raw: dict[str, Counter], mapped: dict[str, Counter], raw_names: Sequence[str],
+                class_names: Sequence[str], path: Path) -> Path:
+    """Grouped bars of train / test clips per raw genre (top) and per mapped class (bottom)."""
+    plt = pyplot()
+    panels = [(raw, raw_names, "before the mapping (raw genres)"), (mapped, class_names, "after the mapping (classes)")]
+    if list(raw_names) == list(class_names):
+        panels = [(raw, raw_names, "(the root's own genre names: no 20 -> 10 mapping applies)")]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(9, 0.55 * len(raw_names) + 2), 4 * len(panels)),
+                             squeeze=False)
+    for ax, (counts, names, what) in zip(axes[:, 0], panels):
+        x = np.arange(len(names))
+        for k, split in enumerate(counts):
+            values = [counts[split].get(n, 0) for n in names]
+            bars = ax.bar(x + (k - 0.5 * (len(counts) - 1)) * 0.4, values, 0.4, label=f"{split} ({sum(values)})")
+            ax.bar_label(bars, fontsize=7)
+        ax.set_xticks(x, names, rotation=40, ha="right")
+        ax.set(ylabel="clips", title=f"clips per genre {what}")
+        ax.yaxis.get_major_locator().set_params(integer=True)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_lengths(lengths: dict[str, list[int]], path: Path) -> Path:
+    """Histogram of beat-synchronous lengths per sub-dataset, with the published padding length."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    top = max(max(v) for v in lengths.values())
+    width = max(1, int(np.ceil(top / 40)))
+    bins = np.arange(0, top + 2 * width, width) - 0.5
+    for name, values in lengths.items():
+        ax.hist(values, bins=bins, alpha=0.6, label=f"{name} (n={len(values)}, median {np.median(values):.0f})")
+    if top >= BEAT_FRAMES / 2:  # else the line would squeeze the histogram into a corner; the caption says it
+        ax.axvline(BEAT_FRAMES, color="k", linestyle="--", label=f"published padding length {BEAT_FRAMES}")
+    ax.set(xlabel="length (beats = frames of the beat-synchronous array)", ylabel="clips",
+           title="lengths of the beat-synchronous spectrograms")
+    ax.legend()
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_emotions(values: np.ndarray, path: Path) -> Path:
+    """Histograms of valence, energy and danceability (values (n, 3))."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharey=True)
+    for ax, name, column in zip(axes, EMOTIONS, values.T):
+        ax.hist(column, bins=np.linspace(0, 1, 21), color="tab:blue", edgecolor="white")
+        ax.axvline(np.mean(column), color="k", linestyle="--", label=f"mean {np.mean(column):.2f}")
+        ax.set(xlabel=f"{name} (0..1)", title=name)
+        ax.legend()
+    axes[0].set_ylabel("clips")
+    fig.suptitle(f"emotion targets ({len(values)} labelled clips)")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_correlations(values: np.ndarray, path: Path) -> Path:
+    """Pearson (lower-left annotation) correlation matrix of the emotion targets, with Spearman beside."""
+    from scipy import stats
+
+    plt = pyplot()
+    pearson = np.corrcoef(values.T)
+    spearman = stats.spearmanr(values).statistic
+    fig, ax = plt.subplots(figsize=(5.8, 4.8))
+    im = ax.imshow(pearson, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(3), EMOTIONS)
+    ax.set_yticks(range(3), EMOTIONS)
+    for i in range(3):
+        for j in range(3):
+            ax.text(j, i, f"r {pearson[i, j]:.2f}\nρ {spearman[i, j]:.2f}", ha="center", va="center", fontsize=9,
+                    color="white" if abs(pearson[i, j]) > 0.6 else "black")
+    fig.colorbar(im, ax=ax, label="Pearson r")
+    ax.set_title(f"correlation of the emotion targets (n={len(values)})\nr = Pearson, ρ = Spearman")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def explore_data(root: Path, out: Path) -> Path:
+    """Draws the dataset figures of `root` into `out` and writes `out/index.md`; returns its path.
+
+    Raises:
+        UserError: the root has neither genre nor emotion sub-datasets.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = feature_config_of(root)
+    sections = []
+    genre = {split: _listing(root, layout.GENRE_FULL, split) for split in layout.SPLITS}
+    beat = {split: _listing(root, layout.GENRE_BEAT, split) for split in layout.SPLITS}
+    if genre["train"] is not None:
+        vocabulary = readers.genre_vocabulary(root, layout.GENRE_FULL)
+        mapping = _mapped(vocabulary)
+        class_names = list(dict.fromkeys(c for c in mapping.values() if c))
+        raw = {s: Counter(e.genre for e in genre[s].examples if e.genre) for s in layout.SPLITS if genre[s]}
+        mapped = {s: Counter(mapping[g] for g in c.elements() if mapping[g]) for s, c in raw.items()}
+        table = ["| class | train | test |", "|---|---|---|"] + [
+            f"| {c} | {mapped['train'].get(c, 0)} | {mapped.get('test', Counter()).get(c, 0)} |" for c in class_names]
+        dropped = ", ".join(g for g, c in mapping.items() if not c)
+        caption = (f"Before and after the 20 -> 10 mapping (dropped: {dropped})." if tuple(vocabulary) == GENRES_20
+                   else "The root's own genre names (its genres.txt): no 20 -> 10 mapping applies.")
+        sections.append(("Clips per genre", caption + "\n\n" + "\n".join(table),
+                         [plot_counts(raw, mapped, list(vocabulary), class_names, out / "class_counts.png").name]))
+        beat_paths = {e.track_id: e.path for s in layout.SPLITS if beat[s] for e in beat[s].examples}
+        images = []
+        for name in class_names:
+            example = next((e for s in layout.SPLITS if genre[s] for e in genre[s].examples
+                            if e.genre and mapping[e.genre] == name), None)
+            if example is None:
+                continue
+            full = readers.load_spectrogram(example.path)
+            beat_path = beat_paths.get(example.track_id)
+            beat_array = readers.load_spectrogram(beat_path) if beat_path else None
+            title = f"{name}: track {example.track_id}"
+            if example.genre != name:
+                title += f" (raw genre {example.genre})"
+            images.append(plot_clip(full, beat_array, title, cfg, out / f"spectrograms_{slug(name)}.png",
+                                    with_beat=bool(beat_paths)).name)
+        print(f"[explore] {len(images)} genre spectrogram figures", flush=True)
+        sections.append(("One clip per genre", "Log-mel (dB) and chroma of the first clip of each class, "
+                         + ("full-length (left) and beat-synchronous (right)." if beat_paths else
+                            f"full-length (the root has no {layout.GENRE_BEAT}/)."), images))
+    else:
+        sections.append(("Genres", f"none: the root has no {layout.GENRE_FULL}/.", []))
+    lengths = {}
+    for sub in (layout.GENRE_BEAT, layout.MULTITASK_BEAT):
+        paths = [e.path for s in layout.SPLITS if (lst := _listing(root, sub, s)) for e in lst.examples]
+        if paths:
+            lengths[sub] = [num_frames(p) for p in paths]
+    if lengths:
+        text = "; ".join(f"{k}: {min(v)}..{max(v)} beats, median {np.median(v):.0f}" for k, v in lengths.items())
+        text += f" (published code pads or crops to {BEAT_FRAMES})."
+        sections.append(("Beat-synchronous lengths", text, [plot_lengths(lengths, out / "beat_lengths.png").name]))
+    else:
+        sections.append(("Beat-synchronous lengths", "none: the root has no beat-synchronous sub-dataset.", []))
+    emotion = [lst for s in layout.SPLITS if (lst := _listing(root, layout.MULTITASK_FULL, s)) and lst.labelled]
+    values = np.asarray([e.emotions for lst in emotion for e in lst.examples if e.emotions], np.float64)
+    if len(values) >= 3:
+        sections.append(("Emotion targets", f"{len(values)} labelled clips (train and any labelled test split).",
+                         [plot_emotions(values, out / "emotion_histograms.png").name,
+                          plot_correlations(values, out / "emotion_correlations.png").name]))
+    else:
+        sections.append(("Emotion targets", f"none: the root has no labelled {layout.MULTITASK_FULL}/.", []))
+    if not any(images for _, _, images in sections):
+        raise UserError(f"{root}: no genre or emotion sub-dataset found (expected {', '.join(layout.SUB_DATASETS)})")
+    return write_index(out, f"Exploring {root}", sections)
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def is_run_dir(path: Path) -> bool:
+    """A training run folder (config.json and model.keras) rather than a dataset root."""
+    return (path / "config.json").is_file() and (path / "model.keras").is_file()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `python -m mgr_tf.explore` flags."""
+    parser = argparse.ArgumentParser(
+        prog="python -m mgr_tf.explore",
+        description="Exploratory figures (PNGs listed in DIR/index.md). Given a dataset root: a mel spectrogram and "
+                    "a chromagram per genre (full and beat-synced side by side), clips per genre before and after "
+                    "the 20 -> 10 mapping, beat-synchronous lengths, emotion histograms and correlations. Given a "
+                    "trained CNN run folder: activation maps of its first conv blocks for one clip per genre and a "
+                    "2-D PCA of its embeddings coloured by genre.")
+    parser.add_argument("path", nargs="?", default=None, metavar="DATA_ROOT|RUN_DIR",
+                        help="a dataset root or a run folder of python -m mgr_tf.train (default: the embedded "
+                             "synthetic corpus, generated on first use)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: RUN_DIR/explore for a run, explore/<root name> for a root)")
+    parser.add_argument("--blocks", type=int, default=2, help="run mode: conv blocks whose activations are drawn "
+                        "(default: %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    if args.path is not None and not Path(args.path).exists():
+        raise UserError(f"{args.path}: no such dataset root or run folder")
+    if args.path is not None and is_run_dir(Path(args.path)):
+        from mgr_tf.analysis.explore_run import explore_run
+
+        run_dir = Path(args.path)
+        index = explore_run(run_dir, Path(args.out or run_dir / "explore"), blocks=args.blocks)
+    else:
+        from mgr_tf.config import DataConfig
+        from mgr_tf.data import resolve_root
+
+        root = resolve_root(DataConfig(data_dir=args.path))
+        if args.path is not None and (Path(args.path) / "config.json").is_file():
+            raise UserError(f"{args.path}: a run folder without model.keras (training did not finish)")
+        index = explore_data(root, Path(args.out or Path("explore") / root.name))
+    print(f"[explore] wrote {index}")
+    return 0
