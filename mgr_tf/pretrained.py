@@ -248,7 +248,7 @@ def inference_graph_def(meta_graph_def):
 
     Removes everything under ``gradients/``, the optimiser's nodes (train op ``Adam``, slots, beta powers)
     and every node that depends on a removed one (data or control input: the Saver, the update ops), and
-    the stale ``_output_shapes`` attributes and device pins.
+    the stale ``_output_shapes`` attributes and device pins, and gives unseeded random ops a seed.
     """
     import tensorflow as tf
 
@@ -274,6 +274,10 @@ def inference_graph_def(meta_graph_def):
         kept.device = ""
         if "_output_shapes" in kept.attr:
             del kept.attr["_output_shapes"]
+        if kept.op.startswith("Random") and "seed2" in kept.attr and not (kept.attr["seed"].i or kept.attr["seed2"].i):
+            # Dropout's random ops are unseeded; TensorFlow refuses them once op determinism is on (as
+            # mgr_tf.train turns it on). Inference never draws from them (is_training is fed False).
+            kept.attr["seed"].i, kept.attr["seed2"].i = 1, 1
     return graph_def
 
 
