@@ -27,7 +27,6 @@ import re
 import shutil
 import sys
 import tempfile
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -402,12 +401,11 @@ def export_tagger(keras_model, out_dir: str | Path, tags: Sequence[str] | None =
     import tensorflow as tf
 
     from mgr_tf.models.musicnn import EMBEDDING_OUTPUT, N_MELS, PATCH_FRAMES, TAGS_OUTPUT, musicnn_frontend
+    from mgr_tf.serving.export import write_version
 
     names = _tags_of(keras_model, tags)
-    root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{uuid.uuid4().hex[:8]}"
-    try:
+
+    def write(tmp: Path) -> None:
         archive = keras.export.ExportArchive()
         archive.track(keras_model)
 
@@ -427,26 +425,11 @@ def export_tagger(keras_model, out_dir: str | Path, tags: Sequence[str] | None =
         archive.add_endpoint("serving_waveform", serve_waveform,
                              input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
         archive.write_out(str(tmp), verbose=False)
-        (tmp / "assets").mkdir(exist_ok=True)
-        (tmp / "assets" / "labels.txt").write_text("".join(f"{t}\n" for t in names))
-        from mgr_tf.config import write_json
 
-        write_json(tmp / "assets" / "config.json", {
-            "kind": "musicnn_tagger", "model": keras_model.name, "tags": list(names), "sample_rate": 16000,
-            "signatures": ["serving_default", "serving_waveform"],
-            "weights": "musicnn 0.1.0 (Pons and Serra, ISMIR-LBD 2019), ISC licence"})
-        while True:
-            versions = [int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()]
-            final = root / str(max(versions, default=0) + 1)
-            try:
-                os.rename(tmp, final)  # fails if another writer took this version meanwhile
-                return final
-            except OSError:
-                if not final.exists():
-                    raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    config = {"kind": "musicnn_tagger", "model": keras_model.name, "tags": list(names), "sample_rate": 16000,
+              "signatures": ["serving_default", "serving_waveform"],
+              "weights": "musicnn 0.1.0 (Pons and Serra, ISMIR-LBD 2019), ISC licence"}
+    return write_version(Path(out_dir), write, labels=names, config=config)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,14 +16,11 @@ plus an `ensemble` entry with each member's run folder and config.
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Sequence
 
 from mgr_tf.cli import UserError
-from mgr_tf.config import to_dict, write_json
+from mgr_tf.config import to_dict
 
 
 def _stft_settings(member) -> dict:
@@ -78,7 +75,7 @@ def export_ensemble(members: Sequence, models: Sequence, name: str, *, method: s
     from mgr_tf.audio.features import fused_features
     from mgr_tf.feature_types import derive
     from mgr_tf.models import INPUT_NAME
-    from mgr_tf.serving.export import find_ops, next_version
+    from mgr_tf.serving.export import write_version
 
     check_exportable(members, name)
     decide(method, tf.zeros([1, 1, 2]))  # ValueError naming the rules, before anything is written
@@ -86,10 +83,7 @@ def export_ensemble(members: Sequence, models: Sequence, name: str, *, method: s
     fcfg = members[0].feature_config
     fused_bands = fcfg.n_mels + fcfg.n_chroma
     waveform = waveform_capable(members)
-    model_root = Path(root) / name
-    model_root.mkdir(parents=True, exist_ok=True)
-    tmp = model_root / f".tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    def write(tmp: Path) -> None:
         with tf.device("/CPU:0"):
             archive = keras.export.ExportArchive()
             for model in models:
@@ -116,28 +110,10 @@ def export_ensemble(members: Sequence, models: Sequence, name: str, *, method: s
                 archive.add_endpoint("serving_waveform", serve_waveform, input_signature=[
                     tf.TensorSpec([None, None], tf.float32, name="waveform")])
             archive.write_out(str(tmp), verbose=False)
-        cudnn = find_ops(tmp, "Cudnn")
-        if cudnn:
-            raise UserError(f"the export would contain GPU-only ops {sorted(cudnn)}; rerun with "
-                            "CUDA_VISIBLE_DEVICES=-1")
-        assets = tmp / "assets"
-        assets.mkdir(exist_ok=True)
-        (assets / "labels.txt").write_text("".join(f"{c}\n" for c in class_names))
-        signatures = ["serving_default"] + (["serving_waveform"] if waveform else [])
-        write_json(assets / "config.json", export_config(members, method, name, signatures))
-        write_json(assets / "metrics.json", dict(metrics or {}))
-        while True:
-            final = model_root / str(next_version(model_root))
-            try:
-                os.rename(tmp, final)
-                break
-            except OSError:
-                if not final.exists():
-                    raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+    signatures = ["serving_default"] + (["serving_waveform"] if waveform else [])
+    return write_version(Path(root) / name, write, labels=class_names,
+                         config=export_config(members, method, name, signatures), metrics=metrics)
 
 
 def export_config(members: Sequence, method: str, name: str, signatures: Sequence[str]) -> dict:

@@ -86,12 +86,7 @@ def export_model(model, name: str, *, task: str, class_names: Sequence[str], num
 
     from mgr_tf.models import INPUT_NAME
 
-    if not name or "/" in name or name.startswith("."):
-        raise UserError(f"bad export name {name!r}: use a plain folder name")
-    model_root = Path(root) / name
-    model_root.mkdir(parents=True, exist_ok=True)
-    tmp = model_root / f".tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    def write(tmp: Path) -> None:
         with tf.device("/CPU:0"):
             archive = keras.export.ExportArchive()
             archive.track(model)
@@ -105,28 +100,60 @@ def export_model(model, name: str, *, task: str, class_names: Sequence[str], num
             if waveform:
                 _add_waveform_endpoint(archive, model, task, class_names, feature_config, features)
             archive.write_out(str(tmp), verbose=False)
+
+    signatures = ["serving_default"] + (["serving_waveform"] if waveform else [])
+    return write_version(Path(root) / check_export_name(name), write, labels=class_names,
+                         config={**dict(config), "signatures": signatures}, metrics=metrics)
+
+
+def check_export_name(name: str) -> str:
+    """`name` if it is a plain folder name (TF Serving's model name), else a UserError."""
+    if not name or "/" in name or name.startswith("."):
+        raise UserError(f"bad export name {name!r}: use a plain folder name")
+    return name
+
+
+def write_version(model_root: Path, write, *, labels: Sequence[str], config: Mapping,
+                  metrics: Mapping | None = None) -> Path:
+    """Writes the next SavedModel version of `model_root` atomically and returns its folder.
+
+    `write(tmp)` writes the SavedModel into a temporary folder beside the versions; the assets
+    (labels.txt, config.json, metrics.json) are added, the graph is checked for GPU-only ops, and the
+    folder is renamed to the next integer version in one step, so TF Serving never loads half a version
+    (a concurrent writer that takes the version first makes this one take the next).
+
+    Args:
+        model_root: the model folder (TF Serving's model base path).
+        write: fn(tmp folder) writing the SavedModel (e.g. `ExportArchive.write_out`).
+        labels: written to assets/labels.txt, one a line (class or tag names; empty for regression).
+        config: written to assets/config.json.
+        metrics: written to assets/metrics.json.
+    """
+    model_root = Path(model_root)
+    model_root.mkdir(parents=True, exist_ok=True)
+    tmp = model_root / f".tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        write(tmp)
         cudnn = find_ops(tmp, "Cudnn")
         if cudnn:
-            raise RuntimeError(f"export would contain GPU-only ops {sorted(cudnn)}; export from a CPU process "
-                               "(CUDA_VISIBLE_DEVICES=-1 python -m mgr_tf.export RUN_DIR)")
+            raise UserError(f"the export would contain GPU-only ops {sorted(cudnn)}; export from a CPU process "
+                            "(CUDA_VISIBLE_DEVICES=-1 python -m mgr_tf.export RUN_DIR)")
         assets = tmp / "assets"
         assets.mkdir(exist_ok=True)
-        (assets / "labels.txt").write_text("".join(f"{name}\n" for name in class_names))
-        signatures = ["serving_default"] + (["serving_waveform"] if waveform else [])
-        write_json(assets / "config.json", {**dict(config), "signatures": signatures})
+        (assets / "labels.txt").write_text("".join(f"{name}\n" for name in labels))
+        write_json(assets / "config.json", dict(config))
         write_json(assets / "metrics.json", dict(metrics or {}))
         while True:
             final = model_root / str(next_version(model_root))
             try:
                 os.rename(tmp, final)
-                break
+                return final
             except OSError:
                 if not final.exists():
                     raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def export_run(run_dir: Path, *, name: str | None = None, root: str = "exported_models", metrics=None) -> Path:
