@@ -83,12 +83,12 @@ class DataConfig:
         cv_fold: the fold used as the test split.
         patch_frames: train on random crops of this many frames, drawn afresh each epoch; evaluation,
             predict and the SavedModel average the model over the windows of the whole clip (hop = half a
-            patch) in the graph. None = train on whole clips.
+            patch) in the graph. 0 (or None) = train on whole clips.
     """
 
     data_dir: str | None = None
     task: str = "genre"
-    features: str = "fused"
+    features: str = "mfcc"
     beat: bool = False
     num_genres: int = 10
     val_fraction: float = 0.15
@@ -101,7 +101,7 @@ class DataConfig:
     n_mfcc: int = 20
     cv_folds: int = 0
     cv_fold: int = 0
-    patch_frames: int | None = None
+    patch_frames: int | None = 256
 
     def __post_init__(self):
         from mgr_tf.tasks import get_task
@@ -112,8 +112,8 @@ class DataConfig:
         get_feature_type(self.features)  # ValueError naming the registered feature types
         if self.num_genres not in (10, 20):
             raise ValueError(f"num_genres must be 10 or 20, got {self.num_genres}")
-        if self.patch_frames is not None and self.patch_frames < 1:
-            raise ValueError(f"patch_frames must be at least 1, got {self.patch_frames}")
+        if self.patch_frames is not None and self.patch_frames < 0:
+            raise ValueError(f"patch_frames must be positive (0 = whole clips), got {self.patch_frames}")
         if self.cv_folds and not (self.cv_folds >= 2 and 0 <= self.cv_fold < self.cv_folds):
             raise ValueError(f"cross-validation needs cv_folds >= 2 and 0 <= cv_fold < cv_folds, got "
                              f"{self.cv_folds} and {self.cv_fold}")

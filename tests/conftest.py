@@ -32,8 +32,10 @@ def tiny_corpus(tmp_path_factory):
     return root
 
 
-TINY_CNN = ["--model", "cnn", "--cnn-channels", "4", "8", "8", "8", "--max-frames", "256", "--batch-size", "16"]
-TINY_LSTM = ["--model", "lstm", "--lstm-units", "8", "--lstm-frame-stride", "4", "--batch-size", "16"]
+# Fused, whole-clip inputs (not the real-data defaults mfcc + 256-frame patches, which tests of their own cover).
+WHOLE_FUSED = ["--features", "fused", "--patch-frames", "0"]
+TINY_CNN = [*WHOLE_FUSED, "--model", "cnn", "--cnn-channels", "4", "8", "8", "8", "--max-frames", "256", "--batch-size", "16"]
+TINY_LSTM = [*WHOLE_FUSED, "--model", "lstm", "--lstm-units", "8", "--lstm-frame-stride", "4", "--batch-size", "16"]
 
 
 def run_train(args, tmp_path, name="run", export=None, baseline=False):

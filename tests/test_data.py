@@ -16,6 +16,7 @@ from mgr_tf.genres import EMOTIONS, GENRE_MAP_20_TO_10, GENRES_10, GENRES_20
 
 def _cfg(root, **kw):
     kw.setdefault("batch_size", 16)
+    kw = {"features": "fused", "patch_frames": None, **kw}
     return DataConfig(data_dir=str(root), **kw)
 
 

@@ -66,7 +66,8 @@ def test_augmentation_is_identity_at_inference_and_seeded_in_training():
 
 
 def test_random_patches_are_fresh_each_epoch_and_reproducible(tiny_corpus):
-    cfg = DataConfig(data_dir=str(tiny_corpus), task="genre", batch_size=40, patch_frames=32, shuffle_buffer=1)
+    cfg = DataConfig(data_dir=str(tiny_corpus), task="genre", features="fused", batch_size=40, patch_frames=32,
+                     shuffle_buffer=1)
     ds = data.make_dataset(cfg, "train", shuffle=False)
     first, second = [next(iter(ds))[0]["spectrogram"].numpy() for _ in range(2)]
     assert first.shape[1:] == (32, 140)

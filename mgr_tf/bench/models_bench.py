@@ -14,7 +14,13 @@ import numpy as np
 from mgr_tf.bench import Row, timeit
 from mgr_tf.config import BEAT_FRAMES, FULL_FRAMES, FUSED_BANDS
 
-FAMILIES = ("cnn", "lstm", "ast")
+
+
+def families() -> tuple[str, ...]:
+    """Every registered backbone, the CNN (the reference of the ratios) first."""
+    from mgr_tf.models import BACKBONES
+
+    return ("cnn", *(name for name in BACKBONES if name != "cnn"))
 
 
 def _measure(family: str, frames: int, batch: int, repeat: int) -> dict:
@@ -24,9 +30,14 @@ def _measure(family: str, frames: int, batch: int, repeat: int) -> dict:
     from mgr_tf.losses import task_losses
     from mgr_tf.models import ModelConfig, build_model
 
-    # Beat-synchronous inputs are short: the LSTM keeps every frame there, as documented.
-    stride = 4 if frames == FULL_FRAMES else 1
-    config = ModelConfig.of(family, lstm_frame_stride=stride)
+    import dataclasses
+
+    from mgr_tf.models import get_backbone
+
+    # Beat-synchronous inputs are short: a backbone that pools frames keeps every frame there, as documented.
+    options = {f.name for f in dataclasses.fields(get_backbone(family).options)}
+    config = ModelConfig.of(family, **({"lstm_frame_stride": 1} if frames != FULL_FRAMES and
+                                       "lstm_frame_stride" in options else {}))
     model = build_model(config, "genre", num_bands=FUSED_BANDS, frames=frames)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=task_losses("genre"))
     rng = np.random.default_rng(0)
@@ -48,7 +59,7 @@ def run(quick: bool = False) -> list[Row]:
     rows: list[Row] = []
     batch, repeat = (4, 2) if quick else (16, 5)
     for label, frames in (("full", FULL_FRAMES), ("beat", BEAT_FRAMES)):
-        results = {family: _measure(family, frames, batch, repeat) for family in FAMILIES}
+        results = {family: _measure(family, frames, batch, repeat) for family in families()}
         base = results["cnn"]
         for family, r in results.items():
             case = f"{family.upper()}, {label} ({frames} frames), batch {batch}"

@@ -14,8 +14,6 @@ import numpy as np
 
 from mgr_tf.bench import Row, timeit
 
-FAMILIES = ("lstm", "cnn", "ast")
-
 
 def run(quick: bool = False) -> list[Row]:
     import tensorflow as tf
@@ -23,7 +21,7 @@ def run(quick: bool = False) -> list[Row]:
     from mgr_tf.config import FULL_FRAMES
     from mgr_tf.serving.export import export_model
     from mgr_tf.genres import GENRES_10
-    from mgr_tf.models import ModelConfig, build_model
+    from mgr_tf.models import BACKBONES, ModelConfig, build_model
 
     rows = []
     frames = 256 if quick else FULL_FRAMES
@@ -33,7 +31,7 @@ def run(quick: bool = False) -> list[Row]:
     one = tf.constant(rng.normal(size=(1, frames, 140)).astype(np.float32))
     batch = tf.constant(rng.normal(size=(big, frames, 140)).astype(np.float32))
     with tempfile.TemporaryDirectory() as tmp:
-        for family in FAMILIES:
+        for family in BACKBONES:
             model = build_model(ModelConfig.of(family), "genre", num_bands=140, frames=frames)
             path = export_model(model, family, task="genre", class_names=GENRES_10, num_bands=140, config={},
                                 root=tmp)

@@ -46,9 +46,9 @@ class TrainConfig:
         overfit_batch: train on a single batch only, to check that the model can memorise it.
     """
 
-    epochs: int = 12
+    epochs: int = 60
     learning_rate: float = 1e-3
-    patience: int = 5
+    patience: int = 15
     lr_patience: int = 3
     spearman_weight: float = 1.0
     spearman_method: str = "permutahedron"
