@@ -273,11 +273,13 @@ def task_losses(task: str, *, spearman_weight: float = 1.0, method: str = "permu
         method: soft rank method.
         strength: soft rank temperature / regularisation.
     """
-    from mgr_tf.tasks import get_task
-    from mgr_tf.training.run import TrainConfig
+    from types import SimpleNamespace
 
-    train = TrainConfig(spearman_weight=spearman_weight, spearman_method=method, spearman_strength=strength)
-    return get_task(task).losses(train)
+    from mgr_tf.tasks import get_task
+
+    # The task reads these three fields of a TrainConfig; losses stays below training in the import order.
+    settings = SimpleNamespace(spearman_weight=spearman_weight, spearman_method=method, spearman_strength=strength)
+    return get_task(task).losses(settings)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -360,3 +360,32 @@ def test_cli_errors_name_the_file(audio_dir, tmp_path, capsys):
         main(["--help"])
     assert exc.value.code == 0
     assert "--min-seconds" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_own_genre_names_go_from_audio_to_served_predictions(tmp_path, capsys):
+    """A GTZAN-style CSV: ingest -> train -> export -> predict, and predictions name the user's genres."""
+    from mgr_tf.serving.predict import main as predict_main
+    from mgr_tf.training.cli import main as train_main
+
+    audio = tmp_path / "gtzan"
+    genres = ("blues", "country", "disco", "reggae")
+    files = [f"{g}/{g}.{j:05d}.wav" for g in genres for j in range(4)]
+    _noise_tones(audio, files)
+    (audio / "labels.csv").write_text("path,genre\n" + "".join(f"{f},{f.split('/')[0]}\n" for f in files))
+    root = tmp_path / "root"
+    assert main([str(audio), str(audio / "labels.csv"), "--out", str(root), "--clip-seconds", "2",
+                 "--workers", "1", "--quiet"]) == 0
+    run = tmp_path / "run"
+    assert train_main(["--data-dir", str(root), "--epochs", "1", "--features", "fused", "--patch-frames", "32",
+                       "--cnn-channels", "4", "4", "8", "8", "--batch-size", "4", "--val-fraction", "0.25",
+                       "--out", str(run), "--export", "own", "--export-root", str(tmp_path / "exports")]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["class_names"] == list(genres) and set(report["metrics"]["genre"]["per_class"]) == set(genres)
+    assert set(report["baseline"]["metrics"]["genre"]["per_class"]) == set(genres)  # the baseline, same classes
+    export = tmp_path / "exports" / "own"
+    assert (export / "1" / "assets" / "labels.txt").read_text() == "".join(f"{g}\n" for g in genres)
+    capsys.readouterr()
+    assert predict_main([str(export), str(audio / files[0]), "--json", "--top-k", "4"]) == 0
+    [result] = json.loads(capsys.readouterr().out)["results"]
+    assert result["genre"] in genres and set(result["probabilities"]) == set(genres)
