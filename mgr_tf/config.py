@@ -84,6 +84,9 @@ class DataConfig:
         patch_frames: train on random crops of this many frames, drawn afresh each epoch; evaluation,
             predict and the SavedModel average the model over the windows of the whole clip (hop = half a
             patch) in the graph. 0 (or None) = train on whole clips.
+        mixup: training-only mixup (Zhang et al., ICLR 2018) with a Beta(mixup, mixup) mixing weight per batch:
+            each batch is mixed with a shuffled copy of itself and both label sets are scored, weighted by the
+            mixing weight (so class labels need no one-hot); 0 = off.
     """
 
     data_dir: str | None = None
@@ -102,6 +105,7 @@ class DataConfig:
     cv_folds: int = 0
     cv_fold: int = 0
     patch_frames: int | None = 256
+    mixup: float = 0.0
 
     def __post_init__(self):
         from mgr_tf.tasks import get_task
@@ -117,6 +121,8 @@ class DataConfig:
         if self.cv_folds and not (self.cv_folds >= 2 and 0 <= self.cv_fold < self.cv_folds):
             raise ValueError(f"cross-validation needs cv_folds >= 2 and 0 <= cv_fold < cv_folds, got "
                              f"{self.cv_folds} and {self.cv_fold}")
+        if self.mixup < 0:
+            raise ValueError(f"mixup must be >= 0 (0 = off), got {self.mixup}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

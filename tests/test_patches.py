@@ -80,12 +80,32 @@ def test_random_patches_are_fresh_each_epoch_and_reproducible(tiny_corpus):
     assert full.shape[1] == cfg.frames  # evaluation sees whole clips
 
 
+def test_mixup_pairs_each_mixed_batch_with_both_label_sets(tiny_corpus):
+    cfg = DataConfig(data_dir=str(tiny_corpus), task="genre", features="chroma", batch_size=8, patch_frames=16,
+                     mixup=0.4)
+    plain = dataclasses.replace(cfg, mixup=0.0)
+    (x, y, w), = data.make_dataset(cfg, "train", shuffle=False).take(1)
+    (x0, y0), = data.make_dataset(plain, "train", shuffle=False).take(1)
+    x, y, w = x["spectrogram"].numpy(), y["genre"].numpy(), w.numpy()
+    n = len(y0["genre"])
+    assert x.shape[0] == 2 * n and np.array_equal(x[:n], x[n:])
+    np.testing.assert_array_equal(y[:n], y0["genre"])  # first half: the batch's own labels
+    lam = w[0]
+    assert 0 < lam < 1 and np.allclose(w[:n], lam) and np.allclose(w[n:], 1 - lam)
+    perm = [int(np.flatnonzero(y0["genre"] == label)[0]) for label in y[n:]]  # labels of the partners
+    assert sorted(y[n:]) == sorted(y0["genre"]) and len(perm) == n
+    (again, _, w2), = data.make_dataset(cfg, "train", shuffle=False).take(1)
+    np.testing.assert_array_equal(again["spectrogram"].numpy(), x)
+    assert w2.numpy()[0] == lam
+
+
 @pytest.mark.slow
 def test_patch_trained_run_exports_a_model_that_takes_any_length(tiny_corpus, tmp_path):
     from mgr_tf.serving.requests import load_signature
 
     _, report = run_train(["--data-dir", str(tiny_corpus), "--epochs", "1", *TINY_CNN, "--patch-frames", "64",
-                           "--time-masks", "1", "--freq-masks", "1", "--gain-db", "3"], tmp_path, export="patched")
+                           "--time-masks", "1", "--freq-masks", "1", "--gain-db", "3",
+                           "--mixup", "0.4"], tmp_path, export="patched")
     assert report["metrics"]["genre"]["num_examples"] == report["counts"]["test"] > 0
     fn = load_signature(export_dir((None, report)))
     for frames in (30, 64, 300):

@@ -340,7 +340,38 @@ def make_dataset(config: DataConfig, split: str, *, with_ids: bool = False,
         ds = ds.batch(config.batch_size)
     else:
         ds = ds.padded_batch(config.batch_size, padded_shapes=padded)
+    if config.mixup and split == "train":
+        ds = _mixup(ds, config)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _mixup(ds: tf.data.Dataset, config: DataConfig) -> tf.data.Dataset:
+    """Mixup on batches: `(features, targets)` -> `(features, targets, sample_weight)` of twice the batch.
+
+    Each batch x is mixed with a seeded shuffle of itself, x' = lam x + (1 - lam) x[perm], lam ~ Beta(a, a);
+    x' appears twice, once with the targets of x (weight lam) and once with those of x[perm] (weight 1 - lam),
+    so the weighted loss is mixup's lam L(y) + (1 - lam) L(y[perm]) for class indices and regressions alike.
+    """
+    alpha = float(config.mixup)
+    seeds = tf.data.Dataset.random(seed=config.seed + 1, rerandomize_each_iteration=True).batch(2)
+
+    def mix(pair, seed):
+        features, targets = pair
+        x = features["spectrogram"]
+        n = tf.shape(x)[0]
+        seed = tf.cast(seed, tf.int32)
+        perm = tf.random.experimental.stateless_shuffle(tf.range(n), seed=seed)
+        g1 = tf.random.stateless_gamma([], seed=seed + 1, alpha=alpha)
+        g2 = tf.random.stateless_gamma([], seed=seed + 2, alpha=alpha)
+        lam = g1 / (g1 + g2)
+        mixed = lam * x + (1.0 - lam) * tf.gather(x, perm)
+        features = {**features, "spectrogram": tf.concat([mixed, mixed], 0)}
+        features.update({k: tf.concat([v, tf.gather(v, perm)], 0) for k, v in features.items() if k != "spectrogram"})
+        targets = {k: tf.concat([v, tf.gather(v, perm)], 0) for k, v in targets.items()}
+        weights = tf.concat([tf.fill([n], lam), tf.fill([n], 1.0 - lam)], 0)
+        return features, targets, weights
+
+    return tf.data.Dataset.zip((ds, seeds)).map(mix, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _random_patches(ds: tf.data.Dataset, config: DataConfig) -> tf.data.Dataset:

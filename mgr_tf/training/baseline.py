@@ -26,7 +26,7 @@ def baseline_configs(data: DataConfig, train=None):
 
     # Whole clips, and all the stored bands (log-mel and chroma) whatever the run's feature type: the
     # classical clip summary, the strongest of these baselines on real data (Emotify: +0.04 over mel only).
-    base_data = dataclasses.replace(data, features="fused", patch_frames=None, variable_length=True)
+    base_data = dataclasses.replace(data, features="fused", patch_frames=None, mixup=0.0, variable_length=True)
     keep = {} if train is None else {k: getattr(train, k) for k in (
         "spearman_weight", "spearman_method", "spearman_strength", "loss_weights")}
     return base_data, ModelConfig(family=BASELINE_FAMILY, **BASELINE_MODEL), TrainConfig(**BASELINE_TRAIN, **keep)

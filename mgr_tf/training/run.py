@@ -112,6 +112,9 @@ def check_flags(data: DataConfig, train: TrainConfig) -> None:
         raise UserError(f"--spearman-method must be pairwise or permutahedron, got {train.spearman_method!r}")
     if train.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {train.epochs}")
+    if data.mixup and train.learned_weights:
+        raise UserError("--mixup does not combine with --learned-weights (the learned weighting ignores the sample "
+                        "weights that carry the mixing weight)")
 
 
 def build_for_run(data: DataConfig, model_config, train_config: TrainConfig, info):
