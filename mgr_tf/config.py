@@ -83,7 +83,8 @@ class DataConfig:
         cv_fold: the fold used as the test split.
         patch_frames: train on random crops of this many frames, drawn afresh each epoch; evaluation,
             predict and the SavedModel average the model over the windows of the whole clip (hop = half a
-            patch) in the graph. 0 (or None) = train on whole clips.
+            patch) in the graph. 0 (or None) = train on whole clips; ignored when the clips are not longer
+            than a patch (beat-synchronous data).
         mixup: training-only mixup (Zhang et al., ICLR 2018) with a Beta(mixup, mixup) mixing weight per batch:
             each batch is mixed with a shuffled copy of itself and both label sets are scored, weighted by the
             mixing weight (so class labels need no one-hot); 0 = off.
@@ -132,6 +133,11 @@ class DataConfig:
         if self.max_frames:
             return self.max_frames
         return BEAT_FRAMES if self.beat else FULL_FRAMES
+
+    @property
+    def patch(self) -> int | None:
+        """The patch length in effect: `patch_frames` when clips are longer, else None (whole clips)."""
+        return self.patch_frames if self.patch_frames and self.patch_frames < self.frames else None
 
     @property
     def num_bands(self) -> int:

@@ -216,8 +216,8 @@ def dataset_info(config: DataConfig) -> DatasetInfo:
         output_names=get_task(config.task).outputs,
         num_bands=len(mean),
         frames=config.frames,
-        model_frames=config.patch_frames or config.frames,
-        window_hop=max(1, config.patch_frames // 2) if config.patch_frames else None,
+        model_frames=config.patch or config.frames,
+        window_hop=max(1, config.patch // 2) if config.patch else None,
         db_bands=get_feature_type(config.features).db_bands(prepared.feature_config),
         norm_mean=mean,
         norm_std=std,
@@ -326,10 +326,10 @@ def make_dataset(config: DataConfig, split: str, *, with_ids: bool = False,
                         reshuffle_each_iteration=True)
     padded = ({"spectrogram": [length, bands]} | ({"track_id": []} if with_ids else {}),
               get_task(config.task).target_shapes())
-    if config.patch_frames and split == "train":
+    if config.patch and split == "train":
         ds = _random_patches(ds, config)
-        length = config.patch_frames
-    if config.variable_length and split == "train" and not config.patch_frames:
+        length = config.patch
+    if config.variable_length and split == "train" and not config.patch:
         boundaries = bucket_boundaries(config)
         ds = ds.bucket_by_sequence_length(
             lambda features, _targets: tf.shape(features["spectrogram"])[0],
@@ -381,7 +381,7 @@ def _random_patches(ds: tf.data.Dataset, config: DataConfig) -> tf.data.Dataset:
     zero-padded. The random stream is `Dataset.random` re-randomised each epoch, so epochs differ while
     the same seed gives the same crops.
     """
-    patch = config.patch_frames
+    patch = config.patch
     randoms = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
 
     def crop(pair, r):
