@@ -98,18 +98,29 @@ def run(quick: bool) -> list[Row]:
 
 
 def patch_epoch_rows(root: Path, quick: bool) -> list[Row]:
-    """One CNN training epoch on full-length clips: whole clips vs random patches, side by side."""
+    """One CNN training epoch on full-length clips: whole clips vs random patches, side by side.
+
+    Measured on the default feature type and on the fused arrays (the defaults before patch training).
+    """
+    from mgr_tf.config import DataConfig
+
+    rows: list[Row] = []
+    default = DataConfig(data_dir=str(root))
+    for features in dict.fromkeys((default.features, "fused")):
+        rows += _patch_epoch(dataclasses.replace(default, features=features), quick)
+    return rows
+
+
+def _patch_epoch(patched, quick: bool) -> list[Row]:
     import keras
 
-    from mgr_tf.config import DataConfig
     from mgr_tf.data import dataset_info, make_dataset
     from mgr_tf.models import ModelConfig, build_model
     from mgr_tf.tasks import get_task
     from mgr_tf.training.run import TrainConfig
 
-    patched = DataConfig(data_dir=str(root))
-    if not patched.patch_frames:
-        patched = dataclasses.replace(patched, patch_frames=128)
+    if not patched.patch:
+        patched = dataclasses.replace(patched, patch_frames=256)
     whole = dataclasses.replace(patched, patch_frames=0)
     seconds = {}
     for name, data in (("whole clips", whole), ("patches", patched)):
@@ -127,7 +138,8 @@ def patch_epoch_rows(root: Path, quick: bool) -> list[Row]:
             times.append(time.perf_counter() - start)
         seconds[name] = min(times)
         keras.backend.clear_session()
-    return [Row("real", f"CNN epoch on Emotify, whole {whole.frames}-frame clips", seconds["whole clips"], "s"),
-            Row("real", f"CNN epoch on Emotify, {patched.patch_frames}-frame patches", seconds["patches"], "s",
+    label = f"CNN epoch on Emotify, {patched.features}"
+    return [Row("real", f"{label}, whole {whole.frames}-frame clips", seconds["whole clips"], "s"),
+            Row("real", f"{label}, {patched.patch}-frame patches", seconds["patches"], "s",
                 ratio=seconds["whole clips"] / seconds["patches"], baseline="whole-clip epoch (speed-up)",
                 target=">= 3x")]
