@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from mgr_tf.registry import Registry
 from mgr_tf.config import FeatureConfig
 
 
@@ -37,25 +38,9 @@ class FeatureType:
     db_bands: Callable[[FeatureConfig], int] = lambda cfg: 0
 
 
-FEATURE_TYPES: dict[str, FeatureType] = {}
-
-
-def register_feature_type(feature_type: FeatureType) -> FeatureType:
-    """Adds `feature_type` to the registry under its name; returns it."""
-    FEATURE_TYPES[feature_type.name] = feature_type
-    return feature_type
-
-
-def get_feature_type(name: str) -> FeatureType:
-    """The registered feature type `name`.
-
-    Raises:
-        ValueError: naming the known feature types, if there is none.
-    """
-    try:
-        return FEATURE_TYPES[name]
-    except KeyError:
-        raise ValueError(f"features must be one of {tuple(FEATURE_TYPES)}, got {name!r}") from None
+FEATURE_TYPES: Registry[FeatureType] = Registry("features")
+register_feature_type = FEATURE_TYPES.register
+get_feature_type = FEATURE_TYPES.lookup
 
 
 def num_bands(name: str, cfg: FeatureConfig = FeatureConfig()) -> int:

@@ -293,15 +293,21 @@ def _noise_tones(folder: Path, names: list[str], seconds: float = 2.0) -> None:
         sf.write(folder / name, x.astype(np.float32), SR)
 
 
-def test_gtzan_style_genre_names_give_genres_txt(tmp_path):
+def _ingest_gtzan_style(tmp_path, genres, per_genre: int):
+    """GTZAN-style audio (<genre>/<genre>.NNNNN.wav) and a path,genre CSV, ingested; (audio, files, root)."""
     audio = tmp_path / "gtzan"
-    genres = ("blues", "country", "disco")
-    files = [f"{g}/{g}.{j:05d}.wav" for g in genres for j in range(3)]
+    files = [f"{g}/{g}.{j:05d}.wav" for g in genres for j in range(per_genre)]
     _noise_tones(audio, files)
     (audio / "labels.csv").write_text("path,genre\n" + "".join(f"{f},{f.split('/')[0]}\n" for f in files))
-    out = tmp_path / "out"
-    assert main([str(audio), str(audio / "labels.csv"), "--out", str(out), "--clip-seconds", "2",
+    root = tmp_path / "out"
+    assert main([str(audio), str(audio / "labels.csv"), "--out", str(root), "--clip-seconds", "2",
                  "--workers", "1", "--quiet"]) == 0
+    return audio, files, root
+
+
+def test_gtzan_style_genre_names_give_genres_txt(tmp_path):
+    genres = ("blues", "country", "disco")
+    audio, _, out = _ingest_gtzan_style(tmp_path, genres, per_genre=3)
     summary = json.loads((out / SUMMARY).read_text())
     assert summary["converted"] == 9 and summary["vocabulary"] == list(genres)
     # A fifth of 9 is 2 tracks, but every genre keeps one test and one train track.
@@ -368,14 +374,8 @@ def test_own_genre_names_go_from_audio_to_served_predictions(tmp_path, capsys):
     from mgr_tf.serving.predict import main as predict_main
     from mgr_tf.training.cli import main as train_main
 
-    audio = tmp_path / "gtzan"
     genres = ("blues", "country", "disco", "reggae")
-    files = [f"{g}/{g}.{j:05d}.wav" for g in genres for j in range(4)]
-    _noise_tones(audio, files)
-    (audio / "labels.csv").write_text("path,genre\n" + "".join(f"{f},{f.split('/')[0]}\n" for f in files))
-    root = tmp_path / "root"
-    assert main([str(audio), str(audio / "labels.csv"), "--out", str(root), "--clip-seconds", "2",
-                 "--workers", "1", "--quiet"]) == 0
+    audio, files, root = _ingest_gtzan_style(tmp_path, genres, per_genre=4)
     run = tmp_path / "run"
     assert train_main(["--data-dir", str(root), "--epochs", "1", "--features", "fused", "--patch-frames", "32",
                        "--cnn-channels", "4", "4", "8", "8", "--batch-size", "4", "--val-fraction", "0.25",

@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from mgr_tf.registry import Registry
+
 
 @dataclass(frozen=True)
 class Backbone:
@@ -38,25 +40,9 @@ class Backbone:
     test_options: dict = dataclasses.field(default_factory=dict)
 
 
-BACKBONES: dict[str, Backbone] = {}
-
-
-def register_backbone(backbone: Backbone) -> Backbone:
-    """Adds `backbone` to the registry under its name; returns it."""
-    BACKBONES[backbone.name] = backbone
-    return backbone
-
-
-def get_backbone(name: str) -> Backbone:
-    """The registered backbone `name`.
-
-    Raises:
-        ValueError: naming the known families, if there is none.
-    """
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise ValueError(f"ModelConfig: family must be one of {tuple(BACKBONES)}, got {name!r}") from None
+BACKBONES: Registry[Backbone] = Registry("family", prefix="ModelConfig: ")
+register_backbone = BACKBONES.register
+get_backbone = BACKBONES.lookup
 
 
 @dataclass(frozen=True)

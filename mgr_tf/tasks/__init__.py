@@ -10,30 +10,15 @@ Adding a task = one module with a `Task` subclass + one `register_task` line (se
 
 from __future__ import annotations
 
+from mgr_tf.registry import Registry
 from mgr_tf.genres import EMOTIONS
 from mgr_tf.tasks.base import Task
 from mgr_tf.tasks.emotion import EmotionTask
 from mgr_tf.tasks.genre import GenreTask
 
-TASKS: dict[str, Task] = {}
-
-
-def register_task(task: Task) -> Task:
-    """Adds `task` to the registry under `task.name` (the `--task` choice); returns it."""
-    TASKS[task.name] = task
-    return task
-
-
-def get_task(name: str) -> Task:
-    """The registered task called `name`.
-
-    Raises:
-        ValueError: naming the known tasks, if there is none.
-    """
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise ValueError(f"task must be one of {tuple(TASKS)}, got {name!r}") from None
+TASKS: Registry[Task] = Registry("task")
+register_task = TASKS.register
+get_task = TASKS.lookup
 
 
 def task_outputs(name: str) -> tuple[str, ...]:
