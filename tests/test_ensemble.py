@@ -114,8 +114,8 @@ def members(tiny_corpus, tmp_path_factory):
     from tests.conftest import TINY_CNN, run_train
 
     tmp = tmp_path_factory.mktemp("ensemble_members")
-    return [run_train(["--data-dir", str(tiny_corpus), "--features", features, *extra, "--epochs", "3", "--lr", "3e-3",
-                       *TINY_CNN], tmp, name=features)
+    return [run_train([*TINY_CNN, "--data-dir", str(tiny_corpus), "--features", features, *extra, "--epochs", "3",
+                       "--lr", "3e-3"], tmp, name=features)
             for features, extra in (("mel", []), ("chroma", []), ("mfcc", ["--n-mfcc", "13"]))]
 
 
@@ -167,3 +167,12 @@ def test_ensemble_reports_exports_and_serves(members, tmp_path, tiny_corpus):
     out_w = waveform(waveform=np.random.default_rng(0).normal(0, 0.1, (1, 22050 * 3)).astype(np.float32))
     assert out_w["probabilities"].shape == (1, len(report["class_names"]))
     assert Predictor(root / "ens").predict_file(example.path)["genre"] in report["class_names"]
+
+
+@pytest.mark.slow
+def test_members_have_their_own_feature_types(members):
+    import json
+
+    configs = [json.loads((run_dir / "config.json").read_text()) for run_dir, _ in members]
+    assert [c["data"]["features"] for c in configs] == ["mel", "chroma", "mfcc"]
+    assert [c["num_bands"] for c in configs] == [128, 12, 13]

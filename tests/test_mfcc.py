@@ -71,8 +71,8 @@ def test_train_mfcc_exports_waveform_signature(tiny_corpus, tmp_path):
 
     from mgr_tf.serving.requests import load_signature
 
-    run = run_train(["--data-dir", str(tiny_corpus), "--features", "mfcc", "--n-mfcc", "13", "--epochs", "1",
-                     *TINY_CNN], tmp_path, name="mfcc", export="mfcc")
+    run = run_train([*TINY_CNN, "--data-dir", str(tiny_corpus), "--features", "mfcc", "--n-mfcc", "13", "--epochs", "1"],
+                    tmp_path, name="mfcc", export="mfcc")
     assert run[1]["metrics"]["genre"]["num_examples"] > 0
     model_dir = export_dir(run)
     assert tuple(load_signature(model_dir).structured_input_signature[1]["spectrogram"].shape) == (None, None, 13)
