@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from mgr_tf.models import BACKBONES, Backbone, ModelConfig, load_keras_model, register_backbone
 from mgr_tf.serving.requests import load_signature, rest_predict
+from tests.conftest import WHOLE_FUSED
 from mgr_tf.tasks import TASKS, EmotionTask, register_task
 from tests.model_harness import check_output_structure, tiny_model
 
@@ -90,7 +91,7 @@ def _train(argv, tmp_path, name):
     from mgr_tf.training.cli import main
 
     run_dir = tmp_path / "run"
-    assert main([*argv, "--epochs", "1", "--no-baseline", "--batch-size", "16", "--out", str(run_dir),
+    assert main([*WHOLE_FUSED, *argv, "--epochs", "1", "--no-baseline", "--batch-size", "16", "--out", str(run_dir),
                  "--export", name, "--export-root", str(tmp_path / "exports")]) == 0
     assert (run_dir / "report.json").is_file() and (run_dir / "config.json").is_file()
     return run_dir, json.loads((run_dir / "report.json").read_text())

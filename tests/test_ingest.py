@@ -140,8 +140,8 @@ def test_changed_settings_are_refused(audio_dir, genre_root):
 def test_converted_genre_folder_trains_ready(genre_root):
     from mgr_tf.data import make_dataset
 
-    cfg = DataConfig(data_dir=str(genre_root), task="genre", num_genres=10, batch_size=4, val_fraction=0.25,
-                     max_frames=FRAMES)
+    cfg = DataConfig(data_dir=str(genre_root), task="genre", features="fused", num_genres=10, batch_size=4,
+                     val_fraction=0.25, max_frames=FRAMES)
     x, y = next(iter(make_dataset(cfg, "train")))
     assert x["spectrogram"].shape == (4, FRAMES, 140)
     assert y["genre"].shape == (4,)
@@ -160,7 +160,8 @@ def test_emotion_csv_gives_multitask_dataset_that_loads(audio_dir, tmp_path):
     assert len(list((out / "multitask_dataset_beat" / "test").glob("*.fused.full.npy.gz"))) == 2
     rows, _ = mgr_io.read_emotion_labels(out / "multitask_dataset" / "train_labels.txt")
     assert all(0 <= v <= 1 for _, _, vals in rows for v in vals)
-    cfg = DataConfig(data_dir=str(out), task="multitask", beat=True, batch_size=3, val_fraction=0.2)
+    cfg = DataConfig(data_dir=str(out), task="multitask", features="fused", beat=True, batch_size=3,
+                     val_fraction=0.2)
     x, y = next(iter(make_dataset(cfg, "train")))
     assert x["spectrogram"].shape[0] == 3 and x["spectrogram"].shape[2] == 140
     assert set(y) == {"valence", "energy", "danceability"} and y["valence"].shape == (3, 1)
