@@ -80,6 +80,15 @@ def multitask_run(tiny_corpus, tmp_path_factory):
     return run_dir, report
 
 
+# Session fixtures that train models, or run a subprocess (`pip download` of the musicnn wheel): every test using
+# one belongs to the slow tier.
+SLOW_FIXTURES = {"genre_run", "multitask_run", "tune_run", "resumed_run", "members", "musicnn_wheel"}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Drops `test_session`, a helper that tf.test.TestCase (under TFDS's builder test case) names like a test."""
+    """Drops `test_session` (a helper that tf.test.TestCase, under TFDS's builder test case, names like a test) and
+    marks every test that uses a training or subprocess fixture as slow, so `-m "not slow"` runs neither."""
     items[:] = [item for item in items if item.name != "test_session"]
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -17,6 +17,9 @@ from tests.conftest import TINY_CNN, run_train
 from mgr_tf.genres import EMOTIONS
 from mgr_tf.training.cli import main
 
+# Every test here trains (end to end through the CLI).
+pytestmark = pytest.mark.slow
+
 
 def test_genre_run_writes_reports_plots_config_and_export(genre_run):
     run_dir, report = genre_run
