@@ -79,3 +79,22 @@ def test_train_mfcc_exports_waveform_signature(tiny_corpus, tmp_path):
     waveform = load_signature(model_dir, "serving_waveform")
     out = waveform(waveform=np.zeros((1, 22050 * 3), np.float32))
     assert out["probabilities"].shape == (1, len(run[1]["class_names"]))
+
+
+@pytest.mark.slow
+def test_mfcc_export_also_takes_the_stored_fused_arrays(tiny_corpus, tmp_path):
+    import tensorflow as tf
+
+    from tests.conftest import TINY_CNN, export_dir, run_train
+
+    from mgr_tf.config import FeatureConfig
+
+    run = run_train([*TINY_CNN, "--data-dir", str(tiny_corpus), "--features", "mfcc", "--epochs", "1"], tmp_path,
+                    export="mfcc_fused")
+    loaded = tf.saved_model.load(str(export_dir(run)))
+    assert set(loaded.signatures) == {"serving_default", "serving_waveform", "serving_fused"}
+    fused = np.random.default_rng(0).normal(-30, 10, size=(2, 90, 140)).astype(np.float32)
+    mfcc = derive("mfcc", fused, FeatureConfig())
+    direct = loaded.signatures["serving_default"](spectrogram=tf.constant(mfcc, tf.float32))["probabilities"]
+    via_fused = loaded.signatures["serving_fused"](spectrogram=tf.constant(fused))["probabilities"]
+    np.testing.assert_allclose(via_fused.numpy(), direct.numpy(), atol=1e-5)

@@ -63,6 +63,24 @@ def _add_waveform_endpoint(archive, model, task, class_names, feature_config, fe
                          input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
 
 
+def _add_fused_endpoint(archive, model, task, class_names, feature_config, features) -> None:
+    """Adds `serving_fused`: the stored fused arrays (time, mel + chroma), the feature type derived in the graph."""
+    import tensorflow as tf
+
+    from mgr_tf.config import FeatureConfig
+    from mgr_tf.feature_types import derive
+    from mgr_tf.models import INPUT_NAME
+
+    cfg = feature_config or FeatureConfig()
+
+    def serve_fused(spectrogram):
+        return _named_outputs(task, model({INPUT_NAME: derive(features, spectrogram, cfg)}, training=False),
+                              class_names)
+
+    archive.add_endpoint("serving_fused", serve_fused, input_signature=[
+        tf.TensorSpec([None, None, cfg.n_mels + cfg.n_chroma], tf.float32, name=INPUT_NAME)])
+
+
 def export_model(model, name: str, *, task: str, class_names: Sequence[str], num_bands: int,
                  config: Mapping, metrics: Mapping | None = None, root: str | Path = DEFAULT_EXPORT_ROOT,
                  waveform: bool = False, feature_config=None, features: str = "fused") -> Path:
@@ -79,7 +97,8 @@ def export_model(model, name: str, *, task: str, class_names: Sequence[str], num
         root: export root folder.
         waveform: also add the `serving_waveform` signature (full-length features only).
         feature_config: the `FeatureConfig` the model's features were computed with.
-        features: band selection (fused, mel or chroma), for the waveform signature.
+        features: the feature type (a name in `mgr_tf.feature_types`); for the waveform signature, and any but
+            fused also gets `serving_fused`, which takes the stored fused arrays and derives it in the graph.
     """
     import keras
     import tensorflow as tf
@@ -99,9 +118,12 @@ def export_model(model, name: str, *, task: str, class_names: Sequence[str], num
                                                                 name=INPUT_NAME)])
             if waveform:
                 _add_waveform_endpoint(archive, model, task, class_names, feature_config, features)
+            if features != "fused":
+                _add_fused_endpoint(archive, model, task, class_names, feature_config, features)
             archive.write_out(str(tmp), verbose=False)
 
-    signatures = ["serving_default"] + (["serving_waveform"] if waveform else [])
+    signatures = (["serving_default"] + (["serving_waveform"] if waveform else [])
+                  + (["serving_fused"] if features != "fused" else []))
     return write_version(Path(root) / check_export_name(name), write, labels=class_names,
                          config={**dict(config), "signatures": signatures}, metrics=metrics)
 
