@@ -4,6 +4,6 @@
 """
 
 from mgr_tf.data.pipeline import (  # noqa: F401
-    SPLITS, DatasetInfo, bucket_boundaries, builder_config_name, dataset_info, fingerprint, make_dataset, prepare,
-    resolve_root, split_ids, split_roles,
+    SPLITS, DatasetInfo, bucket_boundaries, dataset_info, make_dataset, split_ids, split_roles,
 )
+from mgr_tf.data.prepare import builder_config_name, fingerprint, prepare, resolve_root  # noqa: F401

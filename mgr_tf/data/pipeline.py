@@ -22,13 +22,14 @@ import numpy as np
 import tensorflow as tf
 
 from mgr_tf.config import DataConfig, FeatureConfig, write_json
-from mgr_tf.data.prepare import builder_config_name, fingerprint, prepare, resolve_root  # noqa: F401
+from mgr_tf.data.prepare import builder_config_name, prepare
 from mgr_tf.feature_types import derive, get_feature_type, num_bands
 from mgr_tf.genres import GENRES_20, class_names, map_index_table
 from mgr_tf.tasks import get_task
 
 SPLITS = ("train", "validation", "test")
 _ROLE_EXCLUDED, _ROLE_TRAIN, _ROLE_VAL, _ROLE_TEST = -1, 0, 1, 2
+_SPLIT_ROLE = {"train": _ROLE_TRAIN, "validation": _ROLE_VAL, "test": _ROLE_TEST}
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def split_ids(config: DataConfig, split: str) -> list[str]:
         target = _target_index(config, columns)
         return [t for t, c in zip(columns["track_id"], target) if c >= 0 or not _labelled(columns)]
     roles = split_roles(config)
-    want = {"train": _ROLE_TRAIN, "validation": _ROLE_VAL, "test": _ROLE_TEST}[split]
+    want = _SPLIT_ROLE[split]
     return [t for t in _pooled_columns(config)["track_id"] if roles[t] == want]
 
 
@@ -237,12 +238,12 @@ def _records(config: DataConfig, split: str, *, cropped: bool = True,
     """Unbatched `(features, targets)` of one split: filtered, label-mapped, feature-derived, cropped."""
     prepared = prepare(config)
     task = get_task(config.task)
-    tfds_split = "test" if split == "test" else "train"
-    ds = prepared.builder.as_dataset(split=tfds_split, shuffle_files=False)
-    if config.cv_folds:
+    if config.cv_folds:  # the pooled examples of `_pooled_columns`, in the same order
         ds = prepared.builder.as_dataset(split="train", shuffle_files=False)
         if _labelled(prepared.index["test"]):
             ds = ds.concatenate(prepared.builder.as_dataset(split="test", shuffle_files=False))
+    else:
+        ds = prepared.builder.as_dataset(split="test" if split == "test" else "train", shuffle_files=False)
     table_np = label_map(config, prepared.vocabulary)[1]
     classes = None if table_np is None else tf.constant(table_np, tf.int32)
 
@@ -252,7 +253,7 @@ def _records(config: DataConfig, split: str, *, cropped: bool = True,
             tf.lookup.KeyValueTensorInitializer(tf.constant(list(roles), tf.string),
                                                 tf.constant(list(roles.values()), tf.int32)),
             default_value=_ROLE_EXCLUDED)
-        want = {"train": _ROLE_TRAIN, "validation": _ROLE_VAL, "test": _ROLE_TEST}[split]
+        want = _SPLIT_ROLE[split]
         ds = ds.filter(lambda ex: tf.equal(table.lookup(ex["track_id"]), want))
     else:
         # Classes dropped by the label map leave the test split too; unlabelled examples stay.

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -106,11 +105,8 @@ def cross_validate(data, model_config, train_config, folds: int, out: Path, *, c
         else:
             print(f"[cv] fold {fold + 1}/{folds}", flush=True)
             fold_data = dataclasses.replace(data, cv_folds=folds, cv_fold=fold)
-            started = time.time()
             report = train(fold_data, model_config, train_config, run_dir, export_name=None,
                            command=f"{command} (fold {fold})", baseline=baseline)
-            report["fold_seconds"] = time.time() - started
-            write_json(done, report)
         reports.append(report)
         rows.append({"model": model_config.family, "fold": fold, **fold_metrics(report),
                      "seconds": float(report["train_seconds"])})

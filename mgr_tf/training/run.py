@@ -196,7 +196,7 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
     else:
         fit_phases(model, data, train_config, run_dir, train_ds, val_ds)
         eval_split, reason = eval_split_of(info)
-        eval_ds = D.make_dataset(data, eval_split)
+        eval_ds = val_ds if eval_split == "validation" else D.make_dataset(data, eval_split)
     train_seconds = time.time() - started
     return finish_run(model, run_dir, data, model_config, info, config, train_config, eval_ds=eval_ds, eval_split=eval_split,
                       reason=reason, train_seconds=train_seconds, command=command, export_name=export_name,
@@ -315,7 +315,7 @@ def targets_and_predictions(model, ds) -> tuple[dict, dict]:
 
     truth: dict[str, list] = {}
     predicted: dict[str, list] = {}
-    for inputs, targets in ds:
+    for inputs, targets, *_ in ds:  # (a mixup batch also carries sample weights)
         for key, value in targets.items():
             truth.setdefault(key, []).append(value.numpy())
         for key, value in model.predict_on_batch(inputs).items():
