@@ -66,13 +66,15 @@ class DataConfig:
         data_dir: dataset root in the layout of the reference (four sub-datasets); None = the
             embedded synthetic corpus, generated on first use.
         task: genre, valence, energy, danceability or multitask.
-        features: band selection: fused (140), mel (128) or chroma (12).
+        features: the model input (a name in `mgr_tf.feature_types`): fused (140), mel (128), chroma (12),
+            mfcc, or an encoder input stored by ingest --encoder (musicnn).
         beat: read the beat-synchronous sub-datasets.
         num_genres: 10 (published 20 -> 10 mapping, dropped genres removed) or 20.
         val_fraction: share of the train split held out (stratified, deterministic) for validation.
         seed: seed of the validation split and the shuffle.
         batch_size: examples per batch.
-        max_frames: pad/crop length; None = 1293 (full) or 129 (beat).
+        max_frames: pad/crop length; None = 1293 (full) or 129 (beat), or the feature type's own full-clip
+            length (musicnn: 1870).
         variable_length: batch by length with zero padding (for LSTM, which masks all-zero frames)
             instead of pad/crop to max_frames.
         skip_bad: skip bad examples (counted and named in the build summary) instead of failing.
@@ -114,7 +116,9 @@ class DataConfig:
         get_task(self.task)  # ValueError naming the registered tasks
         from mgr_tf.feature_types import get_feature_type
 
-        get_feature_type(self.features)  # ValueError naming the registered feature types
+        if get_feature_type(self.features).stored and self.beat:  # (ValueError naming the registered types)
+            raise ValueError(f"features {self.features!r} are stored for full clips only (ingest --encoder); "
+                             "they have no beat-synchronous copy")
         if self.num_genres not in (10, 20):
             raise ValueError(f"num_genres must be 10 or 20, got {self.num_genres}")
         if self.patch_frames is not None and self.patch_frames < 0:
@@ -132,7 +136,11 @@ class DataConfig:
         """The pad/crop length in frames."""
         if self.max_frames:
             return self.max_frames
-        return BEAT_FRAMES if self.beat else FULL_FRAMES
+        if self.beat:
+            return BEAT_FRAMES
+        from mgr_tf.feature_types import get_feature_type
+
+        return get_feature_type(self.features).frames or FULL_FRAMES
 
     @property
     def patch(self) -> int | None:

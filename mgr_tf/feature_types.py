@@ -5,6 +5,11 @@ chroma (reference section 1). A feature type derives a model's input from it in 
 pipeline, `serving_waveform` and predict all compute the same thing) and states its band count. The
 run's config.json and the export's assets record the feature type by name.
 
+A pretrained encoder's input cannot be derived from the fused arrays (musicnn wants 16 kHz, 96 mel bands,
+another hop): such a feature type names another `source`, an array that `mgr_tf.ingest --encoder NAME`
+computes from the audio and stores next to each fused array (`<id>.NAME.npy`). Spectrogram-only roots,
+such as the published FMA folders, have no audio and so cannot feed it.
+
 Adding a feature type = one `register_feature_type(FeatureType(...))` line with its function.
 """
 
@@ -29,6 +34,14 @@ class FeatureType:
             the result is (..., time, bands). Must be graph-friendly (tf ops or slicing).
         db_bands: fn(cfg) -> how many leading bands are in dB (log-mel), which random-gain augmentation
             shifts; 0 = none.
+        source: the stored array it is derived from: "spectrogram" (the fused arrays) or the name of an
+            encoder input that `mgr_tf.ingest --encoder` stores per clip (then `derive` takes that array).
+        frames: the pad/crop length of a full clip in this type's frames; None = the fused arrays' 1293.
+        from_audio: for an encoder input: fn(clip waveform at cfg.sample_rate, cfg) -> (frames, bands)
+            float32, what ingest stores.
+        sample_rate: fn(cfg) -> the rate of the waveforms `serving_waveform` takes.
+        waveform_layer: fn(cfg) -> a Keras layer mapping (batch, samples) waveforms to the features in
+            the graph; None = `mgr_tf.audio.features.AudioFeatures` (the fused features, then `derive`).
     """
 
     name: str
@@ -36,7 +49,19 @@ class FeatureType:
     bands: Callable[[FeatureConfig], int]
     derive: Callable
     db_bands: Callable[[FeatureConfig], int] = lambda cfg: 0
+    source: str = "spectrogram"
+    frames: int | None = None
+    from_audio: Callable | None = None
+    sample_rate: Callable[[FeatureConfig], int] = lambda cfg: cfg.sample_rate
+    waveform_layer: Callable | None = None
 
+    @property
+    def stored(self) -> bool:
+        """True for an encoder input stored by `ingest --encoder` (not derivable from the fused arrays)."""
+        return self.source != SPECTROGRAM
+
+
+SPECTROGRAM = "spectrogram"  # the TFDS record key of the fused arrays
 
 FEATURE_TYPES: Registry[FeatureType] = Registry("features")
 register_feature_type = FEATURE_TYPES.register
@@ -100,3 +125,32 @@ def _mfcc(fused, cfg: FeatureConfig):
 register_feature_type(FeatureType(
     "mfcc", "MFCCs (orthonormal DCT-II of the log-mel rows, as librosa; --n-mfcc coefficients)",
     lambda cfg: cfg.n_mfcc, _mfcc))
+
+
+def encoder_inputs() -> tuple[str, ...]:
+    """Names of the feature types stored by `mgr_tf.ingest --encoder NAME` (the `--encoder` choices)."""
+    return tuple(name for name, spec in FEATURE_TYPES.items() if spec.stored)
+
+
+def _musicnn_input(waveform, cfg: FeatureConfig):
+    from mgr_tf.models.musicnn import musicnn_input
+
+    return musicnn_input(waveform, cfg.sample_rate)
+
+
+def _musicnn_waveform_layer(cfg: FeatureConfig):
+    from mgr_tf.models.musicnn import MusicnnFrontend
+
+    return MusicnnFrontend(name="musicnn_frontend")
+
+
+# musicnn (Pons and Serra, ISMIR-LBD 2019): 16 kHz, n_fft 512, hop 256, 96 Slaney mel bands,
+# log10(1 + 10000 x). A 30 s clip has 1 + 480000 // 256 = 1876 frames, of which the ten whole 187-frame
+# (3 s) patches (1870 frames) are kept, as the package's extractor drops an incomplete last patch.
+MUSICNN_BANDS = 96
+MUSICNN_CLIP_FRAMES = 1870
+register_feature_type(FeatureType(
+    "musicnn", "musicnn's encoder input: 16 kHz, 96-band log10(1 + 10000 mel) frames, stored by "
+    "`ingest --encoder musicnn` (needs the audio; spectrogram-only roots cannot feed it)",
+    lambda cfg: MUSICNN_BANDS, lambda x, cfg: x, source="musicnn", frames=MUSICNN_CLIP_FRAMES,
+    from_audio=_musicnn_input, sample_rate=lambda cfg: 16000, waveform_layer=_musicnn_waveform_layer))

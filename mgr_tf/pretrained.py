@@ -238,6 +238,66 @@ def convert(model_name: str, out: str | Path, *, wheel: str | Path | None = None
     return out
 
 
+WHEEL_REQUIREMENT = "musicnn==0.1.0"
+
+
+def cached_wheel() -> Path:
+    """The musicnn 0.1.0 wheel in the cache (`$MGR_TF_HOME/musicnn_wheel/`), fetched with `pip download` once.
+
+    Raises:
+        UserError: pip cannot fetch it (no package index reachable): the message says what to do instead.
+    """
+    import subprocess
+
+    from mgr_tf.paths import cache_home
+
+    wheel_dir = cache_home() / "musicnn_wheel"
+    wheels = sorted(wheel_dir.glob("musicnn-0.1.0-*.whl"))
+    if not wheels:
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        print(f"mgr_tf: fetching the musicnn weights: pip download {WHEEL_REQUIREMENT} --no-deps -d {wheel_dir} "
+              "(once)", file=sys.stderr, flush=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", WHEEL_REQUIREMENT, "--no-deps", "-d",
+                               str(wheel_dir)], capture_output=True, text=True, timeout=600)
+        wheels = sorted(wheel_dir.glob("musicnn-0.1.0-*.whl"))
+        if done.returncode or not wheels:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no wheel written"]
+            raise UserError(f"cannot fetch the musicnn weights with pip ({last[0]}); download "
+                            f"`pip download {WHEEL_REQUIREMENT} --no-deps` where the package index is reachable, "
+                            "convert it with `python -m mgr_tf.pretrained musicnn --wheel WHEEL --model NAME --out "
+                            "FILE.keras` and pass --musicnn-encoder FILE.keras")
+    return wheels[0]
+
+
+def encoder_file(name_or_path: str) -> Path:
+    """A converted musicnn model: a `.keras` path as given, or a wheel model name converted once into the cache.
+
+    Args:
+        name_or_path: MSD_musicnn, MTT_musicnn, MSD_vgg, MTT_vgg (cached as `$MGR_TF_HOME/musicnn/<name>.keras`,
+            converted from the cached wheel), or a `.keras` file written by `python -m mgr_tf.pretrained musicnn`.
+
+    Raises:
+        UserError: a path that does not exist, or a name that is neither.
+    """
+    from mgr_tf.models.musicnn import PRETRAINED
+    from mgr_tf.paths import cache_home
+
+    if name_or_path in PRETRAINED:
+        out = cache_home() / "musicnn" / f"{name_or_path}.keras"
+        if not out.is_file():  # converted beside it, then renamed: a killed conversion leaves no half file
+            tmp = out.with_name(f".{os.getpid()}-{out.name}")
+            convert(name_or_path, tmp, wheel=cached_wheel())
+            tmp.replace(out)
+        return out
+    path = Path(name_or_path).expanduser()
+    if path.suffix != ".keras":
+        raise UserError(f"musicnn encoder {name_or_path!r}: give one of {', '.join(PRETRAINED)} or a .keras file "
+                        "written by python -m mgr_tf.pretrained musicnn")
+    if not path.is_file():
+        raise UserError(f"{path}: musicnn encoder file not found")
+    return path
+
+
 # ----------------------------------------------------------------------------------------------
 # The shipped TF1 graph, for parity checks.
 

@@ -82,7 +82,7 @@ def multitask_run(tiny_corpus, tmp_path_factory):
 
 # Session fixtures that train models, or run a subprocess (`pip download` of the musicnn wheel): every test using
 # one belongs to the slow tier.
-SLOW_FIXTURES = {"genre_run", "multitask_run", "tune_run", "resumed_run", "members", "musicnn_wheel"}
+SLOW_FIXTURES = {"genre_run", "multitask_run", "tune_run", "resumed_run", "members", "musicnn_wheel", "musicnn_run"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -31,11 +31,22 @@ def tiny_config(family: str, **overrides) -> ModelConfig:
     return ModelConfig.of(family, **{"dropout": 0.1, **BACKBONES[family].test_options, **overrides})
 
 
+def family_bands(family: str) -> int:
+    """The bands a family's tiny model takes: BANDS, or the input a pretrained encoder requires."""
+    return BACKBONES[family].input_bands or BANDS
+
+
+def model_bands(model: keras.Model) -> int:
+    """The bands per frame of a model's `spectrogram` input."""
+    return int(model.inputs[0].shape[-1])
+
+
 def tiny_model(family: str, task: str, *, config: ModelConfig | None = None, **kwargs) -> keras.Model:
-    """A `build_model` result with BANDS bands, FRAMES frames, NUM_CLASSES classes and seeded statistics."""
+    """A `build_model` result with `family_bands` bands, FRAMES frames, NUM_CLASSES classes and seeded statistics."""
     rng = np.random.default_rng(0)
-    return build_model(config or tiny_config(family), task, num_bands=BANDS, frames=FRAMES,
-                       num_classes=NUM_CLASSES, norm_mean=rng.random(BANDS) * 5, norm_std=rng.random(BANDS) + 2,
+    bands = family_bands(family)
+    return build_model(config or tiny_config(family), task, num_bands=bands, frames=FRAMES,
+                       num_classes=NUM_CLASSES, norm_mean=rng.random(bands) * 5, norm_std=rng.random(bands) + 2,
                        **kwargs)
 
 
@@ -58,10 +69,10 @@ def make_targets(rng: np.random.Generator, task: str, batch: int) -> dict:
     return {name: rng.random((batch, *shape)).astype(np.float32) for name, shape in spec.target_shapes().items()}
 
 
-def make_dataset(task: str, *, examples: int = 8, batch: int = 4, seed: int = 0) -> tf.data.Dataset:
+def make_dataset(task: str, *, examples: int = 8, batch: int = 4, seed: int = 0, bands: int = BANDS) -> tf.data.Dataset:
     """A tf.data dataset of `(features, targets)` elements, `features = {"spectrogram": x}`."""
     rng = np.random.default_rng(seed)
-    features = {"spectrogram": random_batch(rng, examples)}
+    features = {"spectrogram": random_batch(rng, examples, bands=bands)}
     return tf.data.Dataset.from_tensor_slices((features, make_targets(rng, task, examples))).batch(batch)
 
 
@@ -72,7 +83,7 @@ def check_output_structure(model: keras.Model, task: str, batch: int = 3, frames
     and emotion outputs (sigmoids) lie in [0, 1].
     """
     spec = get_task(task)
-    x = random_batch(np.random.default_rng(1), batch, frames)
+    x = random_batch(np.random.default_rng(1), batch, frames, model_bands(model))
     out = model({"spectrogram": x}, training=False)
     assert isinstance(out, dict), type(out)
     assert set(out) == set(spec.outputs), set(out)
@@ -97,7 +108,7 @@ def check_fit_step(model: keras.Model, task: str, jit_compile="auto") -> None:
     """
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=task_losses(task), jit_compile=jit_compile)
     before = [np.array(w) for w in model.trainable_weights]
-    history = model.fit(make_dataset(task), epochs=1, verbose=0, shuffle=False)
+    history = model.fit(make_dataset(task, bands=model_bands(model)), epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"][0])
     after = [np.array(w) for w in model.trainable_weights]
     assert any(not np.allclose(a, b) for a, b in zip(before, after)), "fit changed no weight"
@@ -105,7 +116,7 @@ def check_fit_step(model: keras.Model, task: str, jit_compile="auto") -> None:
 
 def check_save_load(model: keras.Model, tmp_path: Path) -> None:
     """A .keras round trip reproduces the outputs exactly."""
-    x = {"spectrogram": random_batch(np.random.default_rng(2), 2)}
+    x = {"spectrogram": random_batch(np.random.default_rng(2), 2, bands=model_bands(model))}
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
@@ -123,7 +134,7 @@ def check_export(model: keras.Model, tmp_path: Path, lengths=(FRAMES,)) -> None:
     loaded = tf.saved_model.load(str(path))
     signature = loaded.signatures["serving_default"]
     for frames in lengths:
-        x = random_batch(np.random.default_rng(frames), 2, frames)
+        x = random_batch(np.random.default_rng(frames), 2, frames, model_bands(model))
         served = signature(spectrogram=tf.constant(x))
         expected = model({"spectrogram": x}, training=False)
         assert set(served) == set(expected), set(served)

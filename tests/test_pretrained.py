@@ -8,6 +8,7 @@ skip, saying why, only if that download fails.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -277,3 +278,31 @@ def test_predict_tags_from_keras_file_and_from_tagger_export(msd_keras, tmp_path
         assert list(result["tags"]) == [t for t, _ in expected["tags"]]
         np.testing.assert_allclose(list(result["tags"].values()), [p for _, p in expected["tags"]], atol=1e-5)
     assert predict_main([str(export), str(tmp_path / "missing.wav"), "--tags"]) == 2
+
+
+def test_backbone_pools_the_published_encoders_embeddings(msd_keras, musicnn_wheel, tmp_path):
+    """`--model musicnn` with the published weights, by name (converted once into the cache from the cached wheel)
+    and from a .keras path: the pooled embedding is the mean of the converted encoder's per-patch embeddings."""
+    import keras
+
+    from mgr_tf.models import ModelConfig, build_model
+    from mgr_tf.models.musicnn import N_MELS, PATCH_FRAMES, musicnn_log_mel
+    from mgr_tf.paths import cache_home
+
+    wheel_dir = cache_home() / "musicnn_wheel"
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(musicnn_wheel, wheel_dir / musicnn_wheel.name)  # what pip download would have fetched
+    rng = np.random.default_rng(3)
+    t = np.arange(7 * 16000) / 16000
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    frames = np.asarray(musicnn_log_mel(wave))[:2 * PATCH_FRAMES]  # two whole 3 s patches
+    expected = np.asarray(msd_keras(frames.reshape(2, PATCH_FRAMES, N_MELS), training=False)["embedding"]).mean(0)
+    path = tmp_path / "msd.keras"
+    msd_keras.save(path)
+    for encoder in ("MSD_musicnn", str(path)):
+        model = build_model(ModelConfig.of("musicnn", musicnn_encoder=encoder), "genre", num_bands=N_MELS,
+                            frames=1870, num_classes=4)
+        pooled = keras.Model(model.input, model.get_layer("musicnn_pool").output)
+        got = np.asarray(pooled({"spectrogram": frames[None]}, training=False))[0]
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=encoder)
+    assert (cache_home() / "musicnn" / "MSD_musicnn.keras").is_file()

@@ -51,10 +51,25 @@ def test_feature_type_derives_its_band_count(name):
     spec = get_feature_type(name)
     bands = spec.bands(cfg)
     assert cfg.n_mels + cfg.n_chroma == 140  # the fused layout the (1, 10, 140) input stands for
-    fused = np.random.default_rng(0).normal(-20.0, 10.0, (1, 10, 140)).astype(np.float32)
+    # A stored encoder input (musicnn) is derived from its own stored array, of its own band count.
+    stored = bands if spec.stored else 140
+    fused = np.random.default_rng(0).normal(-20.0, 10.0, (1, 10, stored)).astype(np.float32)
     assert np.asarray(spec.derive(fused, cfg)).shape == (1, 10, bands)
     assert tuple(spec.derive(tf.constant(fused), cfg).shape) == (1, 10, bands)  # in graph form too
     assert 0 <= spec.db_bands(cfg) <= bands
+
+
+@pytest.mark.parametrize("name", [n for n, spec in FEATURE_TYPES.items() if spec.stored])
+def test_stored_feature_types_compute_from_audio_and_serve_waveforms(name):
+    cfg = FeatureConfig()
+    spec = get_feature_type(name)
+    clip = (0.1 * np.random.default_rng(0).standard_normal(2 * cfg.sample_rate)).astype(np.float32)
+    stored = spec.from_audio(clip, cfg)
+    assert stored.dtype == np.float32 and stored.ndim == 2 and stored.shape[1] == spec.bands(cfg)
+    rate = spec.sample_rate(cfg)
+    layer = spec.waveform_layer(cfg)
+    served = np.asarray(layer(tf.constant(np.zeros((1, 2 * rate), np.float32))))
+    assert served.shape == (1, stored.shape[0], spec.bands(cfg))  # 2 s at its own rate: as many frames
 
 
 def test_training_cli_choices_are_the_registries():

@@ -71,7 +71,8 @@ LABEL_FORMATS: dict[str, LabelFormat] = {
 
 def convert_clip(track: Track, clip: np.ndarray, root: str | Path, task: str, cfg: IngestConfig,
                  fcfg: FeatureConfig):
-    """Computes full and beat-synchronous features of a clip and writes both sample files.
+    """Computes full and beat-synchronous features of a clip and writes both sample files (and, with
+    `cfg.encoder`, the encoder's input beside the full one, written first: a clip is done once its samples are).
 
     Args:
         track: the track.
@@ -91,6 +92,11 @@ def convert_clip(track: Track, clip: np.ndarray, root: str | Path, task: str, cf
     kind = label_kind(task)
     full_name, beat_name = layout.sub_datasets(kind)
     root = Path(root)
+    if cfg.encoder:
+        from mgr_tf.feature_types import get_feature_type
+
+        stored = get_feature_type(cfg.encoder).from_audio(clip, fcfg)
+        layout.write_sample(root / full_name / track.split, track.track_id, stored.T, cfg.gz, encoder=cfg.encoder)
     layout.write_sample(root / full_name / track.split, track.track_id, full.T, cfg.gz)
     layout.write_sample(root / beat_name / track.split, track.track_id, beat.T, cfg.gz)
     return {"id": track.track_id, "source": track.source, "split": track.split,
@@ -211,10 +217,13 @@ class Manifest:
         self.handle.close()
 
 
-def outputs_exist(root: Path, task: str, record: dict, gz: bool) -> bool:
-    """Whether both sample files of a manifest record are on disk."""
-    return all((root / name / record["split"] / layout.sample_name(record["id"], gz)).is_file()
-               for name in layout.sub_datasets(label_kind(task)))
+def outputs_exist(root: Path, task: str, record: dict, gz: bool, encoder: str | None = None) -> bool:
+    """Whether both sample files of a manifest record (and its encoder input, if any) are on disk."""
+    full, _ = layout.sub_datasets(label_kind(task))
+    names = [(name, layout.sample_name(record["id"], gz)) for name in layout.sub_datasets(label_kind(task))]
+    if encoder:
+        names.append((full, layout.encoder_sample_name(record["id"], encoder, gz)))
+    return all((root / name / record["split"] / file).is_file() for name, file in names)
 
 
 def write_label_files(root: str | Path, task: str, records: Iterable[dict],

@@ -138,7 +138,7 @@ def ingest(audio_dir: str | Path, label_files: Sequence[str | Path], root: str |
     todo, already = [], 0
     for track in labels.tracks:
         record = done.get(track.track_id)
-        if record is not None and outputs_exist(root, labels.task, record, cfg.gz):
+        if record is not None and outputs_exist(root, labels.task, record, cfg.gz, cfg.encoder):
             already += 1
         else:
             todo.append(track)

@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mgr_tf.feature_types import encoder_inputs
+
 TASKS = ("auto", "genre", "multitask")
 CLIP_MODES = ("centre", "first", "pad")
 FMA_SUBSETS = ("small", "medium", "large", "full")
 GENRE_VOCABULARIES = ("auto", "fma", "labels")
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg")
+ENCODERS = encoder_inputs()  # the stored feature types (musicnn)
 # Files this much shorter than the clip are kept at their length by default: FMA's 30 s previews
 # decode to 29.9..30.0 s (the published arrays have 1291..1293 frames).
 SHORT_TOLERANCE_SECONDS = 1.0
@@ -58,6 +61,8 @@ class IngestConfig:
             unknown genres; labels takes the label file's own names (any number, two or more) and
             writes them to genres.txt beside the data; auto is fma for FMA metadata and for label
             files whose genres are all FMA names, else labels.
+        encoder: also store this pretrained encoder's input, computed from the same clip, beside each full
+            fused array (`<id>.musicnn.npy`: 16 kHz, 96-band log-mel frames for `train --model musicnn`).
     """
 
     task: str = field(default="auto", metadata={"choices": TASKS})
@@ -70,9 +75,10 @@ class IngestConfig:
     workers: int = 0
     fma_subset: str | None = field(default=None, metadata={"choices": FMA_SUBSETS})
     genre_vocabulary: str = field(default="auto", metadata={"choices": GENRE_VOCABULARIES})
+    encoder: str | None = field(default=None, metadata={"choices": ENCODERS})
 
     def __post_init__(self):
-        for name in ("task", "clip", "fma_subset", "genre_vocabulary"):
+        for name in ("task", "clip", "fma_subset", "genre_vocabulary", "encoder"):
             allowed, value = self.__dataclass_fields__[name].metadata["choices"], getattr(self, name)
             if value is not None and value not in allowed:
                 raise ValueError(f"{name.replace('_', ' ')} must be one of {allowed}, got {value!r}")

@@ -11,8 +11,13 @@ regression on the per-band mean and std over time of the 22050 Hz fused features
 12 chroma, `mgr_tf.audio.features.fused_features`). The pooling with the best mean CV accuracy is kept
 (chosen on these same folds, so slightly optimistic; all three are recorded in `extra`).
 
-Target: encoder accuracy >= baseline + 0.10. A second row times embedding (front end + network, from
-16 kHz waveforms) in 30 s clips per second on this machine.
+Target: encoder accuracy >= baseline + 0.10. Two more rows time, side by side in one run, the embedding of
+30 s clips (front end + network, from 16 kHz waveforms) and the default CNN's inference on 30 s clips (mfcc
+front end + network, from 22050 Hz waveforms), in clips per second on this machine; the ratio is CNN seconds
+over musicnn seconds (below 1: the encoder is slower).
+
+The same comparison through the training path (`python -m mgr_tf.cv ROOT --model musicnn`, heads fitted on
+frozen embeddings) is the musicnn row of `python -m mgr_tf.bench --only real`.
 
 Embeddings and baseline features are cached under `~/.cache/mgr_tf/encoder_bench/` (`$MGR_TF_HOME`), keyed
 by the clip list, so reruns only redo the cross-validation.
@@ -26,7 +31,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,23 +64,13 @@ def _cache_dir() -> Path:
 
 
 def musicnn_model(name: str = MODEL_NAME):
-    """The converted port of `name`, cached as a .keras file (the wheel is fetched with pip once)."""
+    """The converted port of `name` (`mgr_tf.pretrained.encoder_file`: converted once into the cache, the wheel
+    fetched with pip once)."""
     import keras
 
-    from mgr_tf.paths import cache_home
-    from mgr_tf.pretrained import convert
+    from mgr_tf.pretrained import encoder_file
 
-    out = cache_home() / "musicnn" / f"{name}.keras"
-    if not out.exists():
-        wheel_dir = cache_home() / "musicnn_wheel"
-        wheels = sorted(wheel_dir.glob("musicnn-0.1.0-*.whl"))
-        if not wheels:
-            wheel_dir.mkdir(parents=True, exist_ok=True)
-            subprocess.run([sys.executable, "-m", "pip", "download", "musicnn==0.1.0", "--no-deps", "-d",
-                            str(wheel_dir)], check=True, capture_output=True, timeout=600)
-            wheels = sorted(wheel_dir.glob("musicnn-0.1.0-*.whl"))
-        convert(name, out, wheel=wheels[0])
-    return keras.saving.load_model(out)
+    return keras.saving.load_model(encoder_file(name), compile=False)
 
 
 def _clips(root: Path, per_genre: int | None) -> list[tuple[Path, str]]:
@@ -159,26 +153,52 @@ def cv_accuracy(x: np.ndarray, y: np.ndarray, folds: int = FOLDS) -> np.ndarray:
     return np.asarray(scores)
 
 
-def _throughput(quick: bool) -> Row:
+def _throughput(quick: bool) -> list[Row]:
+    """Embedding throughput vs the default CNN's inference on the same 30 s clips, timed alternately in one run.
+
+    Both from waveforms, front end included, one clip per call: musicnn embeds 16 kHz audio (ten 3 s patches);
+    the CNN (default size, random weights: the time does not depend on them) computes the default mfcc features
+    from 22050 Hz audio in the graph and averages over its 256-frame windows (hop 128), as its serving_waveform.
+    """
     import tensorflow as tf
 
+    from mgr_tf.audio.features import AudioFeatures
+    from mgr_tf.config import DataConfig, FeatureConfig
+    from mgr_tf.models import ModelConfig, build_model
     from mgr_tf.models.musicnn import EMBEDDING_OUTPUT, SAMPLE_RATE, musicnn_frontend
 
     model = musicnn_model()
     embed = tf.function(lambda w: model(musicnn_frontend(w), training=False)[EMBEDDING_OUTPUT])
+    data, cfg = DataConfig(), FeatureConfig()
+    cnn = build_model(ModelConfig.of("cnn"), "genre", num_bands=data.num_bands, frames=data.patch_frames,
+                      window_hop=data.patch_frames // 2, num_classes=10)
+    features = AudioFeatures.from_feature_config(cfg, bands=data.features)
+    infer = tf.function(lambda w: cnn({"spectrogram": features(w[None])}, training=False)["genre"])
     count = 2 if quick else 8
     rng = np.random.default_rng(0)
-    clips = [tf.constant(0.1 * rng.standard_normal(30 * SAMPLE_RATE).astype(np.float32)) for _ in range(count)]
-
-    def all_clips():
-        for clip in clips:
-            embed(clip).numpy()
-
-    seconds = min(timeit(all_clips, repeat=1 if quick else 3)) / count
-    return Row("encoder", f"{MODEL_NAME} embedding, 30 s clip at 16 kHz (front end + network), one clip a call",
-               1.0 / seconds, "clips/s",
-               extra={"seconds_per_clip": seconds, "patches_per_clip": 10, "cpus": os.cpu_count(),
-                      "note": "excludes decoding and resampling to 16 kHz"})
+    clips = {"musicnn": [tf.constant(0.1 * rng.standard_normal(30 * SAMPLE_RATE).astype(np.float32))
+                         for _ in range(count)],
+             "cnn": [tf.constant(0.1 * rng.standard_normal(30 * cfg.sample_rate).astype(np.float32))
+                     for _ in range(count)]}
+    fns = {"musicnn": embed, "cnn": infer}
+    for name in fns:  # trace once outside the timing
+        fns[name](clips[name][0]).numpy()
+    seconds = {name: [] for name in fns}
+    for _ in range(1 if quick else 3):  # alternate, so both see the same machine load
+        for name, fn in fns.items():
+            seconds[name].append(min(timeit(lambda: [fn(c).numpy() for c in clips[name]], repeat=1, warmup=0)) / count)
+    best = {name: min(values) for name, values in seconds.items()}
+    cpus = os.cpu_count()
+    return [
+        Row("encoder", f"{MODEL_NAME} embedding, 30 s clip at 16 kHz (front end + network), one clip a call",
+            1.0 / best["musicnn"], "clips/s", ratio=best["cnn"] / best["musicnn"],
+            baseline="default CNN inference (mfcc front end + windows) on the same machine, same run",
+            extra={"seconds_per_clip": best["musicnn"], "patches_per_clip": 10, "cpus": cpus,
+                   "note": "excludes decoding and resampling to 16 kHz"}),
+        Row("encoder", "default CNN genre inference, 30 s clip at 22050 Hz (mfcc front end + windows), one clip a call",
+            1.0 / best["cnn"], "clips/s", extra={"seconds_per_clip": best["cnn"], "cpus": cpus,
+                                                 "params": int(cnn.count_params())}),
+    ]
 
 
 def run(quick: bool) -> list[Row]:
@@ -216,7 +236,7 @@ def run(quick: bool) -> list[Row]:
                                "all_poolings": {p: {"mean": float(s.mean()), "std": float(s.std())}
                                                 for p, s in encoders.items()},
                                "patches_per_clip_mean": float(features["patches"].mean())}))
-    rows.append(_throughput(quick))
+    rows += _throughput(quick)
     return rows
 
 

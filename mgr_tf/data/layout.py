@@ -8,6 +8,9 @@ that every reader of the real data accepts:
 <root>/<sub-dataset>/{train,test}_labels.txt
 ```
 
+Next to a fused array, `mgr_tf.ingest --encoder NAME` stores a pretrained encoder's input computed from
+the same clip as ``<id>.NAME.npy[.gz]`` (bands, time) (e.g. musicnn's 16 kHz 96-band log-mel).
+
 Genre label files have the header ``Id<TAB>Genre`` and name ``<id>.fused.full.npy.gz`` whatever the
 stored file is; emotion label files are CSV ``Id,valence,energy,danceability``.
 """
@@ -77,8 +80,19 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def encoder_sample_name(track_id: str | int, encoder: str, gz: bool = True) -> str:
+    """File name of an encoder input stored beside a sample: ``<id>.<encoder>.npy[.gz]``.
+
+    Args:
+        track_id: the clip's id.
+        encoder: the encoder input's name (a stored feature type, e.g. musicnn).
+        gz: gzip-compressed name.
+    """
+    return f"{track_id}.{encoder}.npy" + (".gz" if gz else "")
+
+
 def write_sample(directory: str | Path, track_id: str | int, array_bands_time: np.ndarray,
-                 gz: bool) -> Path:
+                 gz: bool, encoder: str | None = None) -> Path:
     """Writes one (bands, time) array as ``<id>.fused.full.npy`` or its gzip ``.npy.gz``.
 
     The gzip header carries no time stamp or file name, so equal arrays give byte-identical files.
@@ -88,6 +102,7 @@ def write_sample(directory: str | Path, track_id: str | int, array_bands_time: n
         track_id: the clip's id.
         array_bands_time: float array (bands, time); stored as float32.
         gz: write the gzip-compressed variant.
+        encoder: write an encoder input (``<id>.<encoder>.npy``) instead of the fused sample.
 
     Returns:
         The path written.
@@ -97,7 +112,7 @@ def write_sample(directory: str | Path, track_id: str | int, array_bands_time: n
         raise ValueError(f"sample {track_id}: expected a (bands, time) array, got shape {array.shape}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / sample_name(track_id, gz)
+    path = directory / (encoder_sample_name(track_id, encoder, gz) if encoder else sample_name(track_id, gz))
     data = npy_bytes(array)
     if gz:
         # Level 1: float spectrograms barely compress, and higher levels only cost time.

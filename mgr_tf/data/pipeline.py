@@ -262,9 +262,10 @@ def _records(config: DataConfig, split: str, *, cropped: bool = True,
 
     frames = config.frames
     fcfg = prepared.feature_config
+    source = get_feature_type(config.features).source
 
     def to_pair(ex):
-        x = ex["spectrogram"]
+        x = ex[source]
         if cropped:
             x = x[:frames]
         features = {"spectrogram": derive(config.features, x, fcfg)}

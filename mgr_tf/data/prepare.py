@@ -44,8 +44,35 @@ _PREPARED: dict[tuple, _Prepared] = {}
 
 def builder_config_name(config: DataConfig) -> str:
     """The TFDS config (genre_full, genre_beat, multitask_full, multitask_beat) a DataConfig reads."""
+    from mgr_tf.feature_types import get_feature_type
+
     kind = get_task(config.task).label_kind
-    return {"genre": "genre", "emotion": "multitask"}[kind] + ("_beat" if config.beat else "_full")
+    name = {"genre": "genre", "emotion": "multitask"}[kind] + ("_beat" if config.beat else "_full")
+    source = get_feature_type(config.features)
+    return f"{name}_{source.source}" if source.stored else name
+
+
+def check_encoder_input(root: Path, config: DataConfig) -> None:
+    """For a feature type stored by `ingest --encoder`: one clear error when the root holds none of it.
+
+    Raises:
+        ValueError: the root has no stored encoder input (e.g. the published, spectrogram-only folders).
+    """
+    from mgr_tf.data.layout import encoder_sample_name
+    from mgr_tf.feature_types import get_feature_type
+
+    spec = get_feature_type(config.features)
+    if not spec.stored:
+        return
+    sub = mgr_io.sub_dataset_dir(root, config.sub_dataset)
+    pattern = encoder_sample_name("*", spec.source, gz=False)
+    if not any(next(iter((sub / split).glob(pattern + "*")), None) for split in mgr_io.SPLITS
+               if (sub / split).is_dir()):
+        raise ValueError(
+            f"{sub}: no {spec.source} encoder input here (no {pattern}[.gz] files). The {spec.source} encoder "
+            f"needs the audio, which spectrogram-only roots (such as the published FMA folders: 22050 Hz, "
+            f"128 mel) do not have; make a root from audio with `python -m mgr_tf.ingest --encoder "
+            f"{spec.source} ...`")
 
 
 def resolve_root(config: DataConfig) -> Path:
@@ -115,6 +142,7 @@ def prepare(config: DataConfig) -> _Prepared:
     from mgr_tf.tfds_fma.fma_spectrograms.fma_spectrograms_dataset_builder import Builder
 
     root = resolve_root(config)
+    check_encoder_input(root, config)
     name = builder_config_name(config)
     fp = fingerprint(root, config)
     key = (fp, name, config.n_mfcc)
@@ -170,9 +198,10 @@ def _read_index(builder, path: Path) -> dict:
 
     index = {}
     for split in mgr_io.SPLITS:
+        arrays = [k for k, f in builder.info.features.items() if len(f.shape) == 2]  # (time, bands) arrays
         ds = builder.as_dataset(split=split, shuffle_files=False,
-                                decoders={"spectrogram": tfds.decode.SkipDecoding()})
-        ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != "spectrogram"})
+                                decoders={k: tfds.decode.SkipDecoding() for k in arrays})
+        ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k not in arrays})
         columns: dict[str, list] = {}
         for batch in ds.batch(4096).as_numpy_iterator():
             for k, v in batch.items():

@@ -159,7 +159,8 @@ def load_spectrogram(path: str | Path, *, num_bands: int | None = FUSED_BANDS) -
         raise ValueError(f"{path}: expected a 2-D (bands, time) array, got shape {array.shape}")
     if num_bands is not None and array.shape[0] != num_bands:
         raise ValueError(
-            f"{path}: expected {num_bands} bands (rows: 128 mel + 12 chroma), got shape {array.shape}"
+            f"{path}: expected {num_bands} bands"
+            f"{' (rows: 128 mel + 12 chroma)' if num_bands == FUSED_BANDS else ''}, got shape {array.shape}"
         )
     if array.shape[1] == 0:
         raise ValueError(f"{path}: empty spectrogram (0 frames)")
@@ -396,7 +397,7 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
         if split == "train":
             raise FileNotFoundError(f"{labels}: missing label file of the train split of {sub_dataset}")
         names = sorted({track_id_from_name(p.name) for p in split_dir.iterdir()
-                        if p.name.endswith((".npy", ".npy.gz"))}, key=id_sort_key)
+                        if p.name.endswith((".npy", ".npy.gz")) and not is_encoder_input(p.name)}, key=id_sort_key)
         if not names:
             raise ValueError(f"{split_dir}: empty split (no .npy or .npy.gz files and no {labels.name})")
         for track_id in names:
@@ -440,6 +441,30 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
         raise ValueError(f"{labels if listing_labelled else split_dir}: empty split (no usable examples"
                          f"{'; ' + str(len(skipped)) + ' skipped' if skipped else ''})")
     return SplitListing(tuple(examples), listing_labelled, tuple(skipped))
+
+
+def is_encoder_input(name: str) -> bool:
+    """True for an encoder input stored beside the samples (``<id>.<encoder>.npy[.gz]``, see `layout`)."""
+    from mgr_tf.feature_types import encoder_inputs
+
+    return any(name.endswith((f".{e}.npy", f".{e}.npy.gz")) for e in encoder_inputs())
+
+
+def encoder_input_path(sample_path: str | Path, track_id: str, encoder: str) -> Path:
+    """The stored encoder input of a sample (either suffix), found beside it.
+
+    Raises:
+        FileNotFoundError: it is missing (the message says how to make it).
+    """
+    from mgr_tf.data.layout import encoder_sample_name
+
+    folder = Path(sample_path).parent
+    for gz in (False, True):
+        path = folder / encoder_sample_name(track_id, encoder, gz)
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{folder / encoder_sample_name(track_id, encoder, False)}[.gz]: missing {encoder} "
+                            f"encoder input; ingest the audio with `python -m mgr_tf.ingest --encoder {encoder}`")
 
 
 def id_sort_key(track_id: str):

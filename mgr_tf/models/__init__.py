@@ -11,7 +11,7 @@ from pathlib import Path
 
 import keras
 
-from mgr_tf.models import ast, cnn, lstm, summary
+from mgr_tf.models import ast, cnn, lstm, musicnn_backbone, summary
 from mgr_tf.models.layers import RandomGain, SpecAugment, SpectrogramNormalization, SplitWindows, WindowMean
 from mgr_tf.models.registry import BACKBONES, Backbone, ModelConfig, get_backbone, register_backbone
 from mgr_tf.tasks import get_task
@@ -21,6 +21,7 @@ register_backbone(lstm.BACKBONE)
 register_backbone(cnn.BACKBONE)
 register_backbone(ast.BACKBONE)
 register_backbone(summary.BACKBONE)
+register_backbone(musicnn_backbone.BACKBONE)
 
 __all__ = [
     "BACKBONES", "Backbone", "ModelConfig", "build_model", "class_names_of", "get_backbone", "load_backbone_weights",
@@ -65,6 +66,8 @@ def build_model(config: ModelConfig, task: str, *, num_bands: int, frames: int, 
         x, weights = SplitWindows(frames, window_hop, name="windows")(x)
     if config.gain_db and db_bands:
         x = RandomGain(config.gain_db, db_bands, name="random_gain")(x)
+    if not backbone.normalize:  # a pretrained encoder takes its own input scale
+        norm_mean = norm_std = None
     x = SpectrogramNormalization(num_bands, norm_mean, norm_std, name=NORM_LAYER)(x)
     if config.time_masks or config.freq_masks:
         x = SpecAugment(config.time_masks, config.time_mask_width, config.freq_masks, config.freq_mask_width,

@@ -321,6 +321,38 @@ def musicnn_frontend(waveform_16k) -> tf.Tensor:
     return tf.signal.frame(frames, PATCH_FRAMES, PATCH_FRAMES, axis=-2, pad_end=False)
 
 
+def musicnn_input(waveform, sample_rate: int) -> np.ndarray:
+    """The stored encoder input of one clip: (frames, 96) float32 log-mel at 16 kHz (not cut into patches).
+
+    What `mgr_tf.ingest --encoder musicnn` writes beside each fused array; the musicnn backbone cuts it
+    into 187-frame patches in the graph.
+
+    Args:
+        waveform: mono float waveform (samples,).
+        sample_rate: its rate (e.g. the project's 22050 Hz clips); resampled to 16 kHz with librosa.
+    """
+    frames = musicnn_log_mel(resample_to_16k(np.asarray(waveform, np.float32), sample_rate))
+    return np.asarray(frames, np.float32)
+
+
+@keras.saving.register_keras_serializable(package="mgr_tf")
+class MusicnnFrontend(keras.layers.Layer):
+    """(batch, samples) 16 kHz mono waveforms -> (batch, frames, 96) musicnn log-mel frames, in the graph.
+
+    The `serving_waveform` front end of models trained on the musicnn feature type (`musicnn_log_mel`).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.built = True  # no weights; ExportArchive.track wants built layers
+
+    def call(self, waveform):
+        return musicnn_log_mel(waveform)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None, N_MELS)
+
+
 def load_audio_16k(path: str | Path) -> np.ndarray:
     """Reads an audio file as mono float32 at 16 kHz (musicnn's rate).
 

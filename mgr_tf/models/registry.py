@@ -29,6 +29,15 @@ class Backbone:
             length instead of padding or cropping to a fixed length).
         after_build: optional fn(model, config) run on the finished model (e.g. loading weights).
         test_options: small options for fast tests (the shared harness builds every family with them).
+        normalize: standardise the input with the training split's per-band statistics; False for a
+            pretrained encoder that takes its own input scale.
+        frozen_output: the layer ending a frozen pretrained part: training fits what follows on its output,
+            computed once per example, before any fine-tuning (None = train the whole model).
+        fine_tune: with `frozen_output`: fn(model, config) -> epochs; unfreezes what fine-tuning trains and
+            returns the fine-tuning epochs (0 = stay frozen).
+        check_data: optional fn(DataConfig) -> one-line problem (or None) when the data cannot feed it.
+        data_defaults: DataConfig fields the training CLI defaults to with this family (flags still win).
+        input_bands: the bands per frame it requires (a pretrained encoder's input); None = any.
     """
 
     name: str
@@ -38,6 +47,12 @@ class Backbone:
     variable_length: bool = False
     after_build: Callable | None = None
     test_options: dict = dataclasses.field(default_factory=dict)
+    normalize: bool = True
+    frozen_output: str | None = None
+    fine_tune: Callable | None = None
+    check_data: Callable | None = None
+    data_defaults: dict = dataclasses.field(default_factory=dict)
+    input_bands: int | None = None
 
 
 BACKBONES: Registry[Backbone] = Registry("family", prefix="ModelConfig: ")

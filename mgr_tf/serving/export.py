@@ -5,8 +5,11 @@ Signatures:
   Genre models answer `probabilities` (batch, classes) and `genre` (batch,) label strings; emotion
   models answer one (batch,) output per target (`valence`, `energy`, `danceability`).
 - `serving_waveform` (models trained on full, not beat-synchronous, features, when the in-graph feature
-  extractor is available): `waveform` (batch, samples) float32 mono at the feature config's sample rate;
-  the same outputs.
+  extractor is available): `waveform` (batch, samples) float32 mono at the feature type's sample rate
+  (the feature config's, 22050 Hz; 16 kHz for musicnn's front end; `waveform_sample_rate` in
+  assets/config.json); the same outputs.
+- `serving_fused` (feature types derived from the stored fused arrays, other than fused itself): the
+  fused (batch, time, 140) arrays, the feature type derived in the graph.
 
 Each version is written to a hidden temporary folder beside its final place and renamed in one step,
 so a server polling the model folder never sees a half-written version. `assets/` holds `labels.txt`
@@ -50,9 +53,15 @@ def _add_waveform_endpoint(archive, model, task, class_names, feature_config, fe
     import tensorflow as tf
 
     from mgr_tf.audio.features import AudioFeatures
+    from mgr_tf.config import FeatureConfig
+    from mgr_tf.feature_types import get_feature_type
     from mgr_tf.models import INPUT_NAME
 
-    extractor = AudioFeatures.from_feature_config(feature_config, bands=features)
+    spec = get_feature_type(features)
+    if spec.waveform_layer is not None:  # e.g. musicnn's 16 kHz front end
+        extractor = spec.waveform_layer(feature_config or FeatureConfig())
+    else:
+        extractor = AudioFeatures.from_feature_config(feature_config, bands=features)
     archive.track(extractor)
 
     def serve_waveform(waveform):
@@ -103,7 +112,12 @@ def export_model(model, name: str, *, task: str, class_names: Sequence[str], num
     import keras
     import tensorflow as tf
 
+    from mgr_tf.config import FeatureConfig
+    from mgr_tf.feature_types import get_feature_type
     from mgr_tf.models import INPUT_NAME
+
+    spec = get_feature_type(features)
+    fused = features != "fused" and not spec.stored  # a stored encoder input cannot be derived from fused arrays
 
     def write(tmp: Path) -> None:
         with tf.device("/CPU:0"):
@@ -118,14 +132,15 @@ def export_model(model, name: str, *, task: str, class_names: Sequence[str], num
                                                                 name=INPUT_NAME)])
             if waveform:
                 _add_waveform_endpoint(archive, model, task, class_names, feature_config, features)
-            if features != "fused":
+            if fused:
                 _add_fused_endpoint(archive, model, task, class_names, feature_config, features)
             archive.write_out(str(tmp), verbose=False)
 
     signatures = (["serving_default"] + (["serving_waveform"] if waveform else [])
-                  + (["serving_fused"] if features != "fused" else []))
+                  + (["serving_fused"] if fused else []))
+    extra = {"waveform_sample_rate": spec.sample_rate(feature_config or FeatureConfig())} if waveform else {}
     return write_version(Path(root) / check_export_name(name), write, labels=class_names,
-                         config={**dict(config), "signatures": signatures}, metrics=metrics)
+                         config={**dict(config), "signatures": signatures, **extra}, metrics=metrics)
 
 
 def check_export_name(name: str) -> str:

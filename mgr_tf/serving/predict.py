@@ -10,6 +10,7 @@ Models exported with the `serving_waveform` signature compute features in the gr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -49,6 +50,8 @@ class Predictor:
         self.features = self.config["data"]["features"]
         self.beat = bool(self.config["data"]["beat"])
         self.feature_config = from_dict(FeatureConfig, self.config["features"])
+        # serving_waveform's rate: the feature config's, or the encoder front end's (musicnn: 16 kHz).
+        self.sample_rate = int(self.config.get("waveform_sample_rate", self.feature_config.sample_rate))
         self.spectrogram_fn = self.loaded.signatures["serving_default"]
         signatures = self.loaded.signatures
         self.waveform_fn = signatures["serving_waveform"] if "serving_waveform" in signatures else None
@@ -66,6 +69,11 @@ class Predictor:
             raise UserError(f"{path}: shape {array.shape} has no axis of {self.num_bands} bands "
                             f"({self.features}) or {FUSED_BANDS} (fused), which this model takes")
         if array.shape[1] == FUSED_BANDS and self.num_bands != FUSED_BANDS:
+            from mgr_tf.feature_types import get_feature_type
+
+            if get_feature_type(self.features).stored:
+                raise UserError(f"{path}: a fused array cannot feed this model: its {self.features} input is "
+                                "computed from the audio (give the audio file)")
             array = np.asarray(derive(self.features, array, self.feature_config))
         return np.ascontiguousarray(array, dtype=np.float32)
 
@@ -73,12 +81,13 @@ class Predictor:
         """Clip-length windows of a mono waveform at the model's sample rate."""
         from mgr_tf.audio.features import load_audio
 
-        audio = load_audio(path, self.feature_config)
-        clip = int(self.feature_config.clip_seconds * self.feature_config.sample_rate)
+        rate = self.sample_rate if self.waveform_fn is not None else self.feature_config.sample_rate
+        audio = load_audio(path, dataclasses.replace(self.feature_config, sample_rate=rate))
+        clip = int(self.feature_config.clip_seconds * rate)
         full = len(audio) // clip
         windows = [audio[i * clip:(i + 1) * clip] for i in range(full)]
         tail = audio[full * clip:]
-        if len(tail) and (not windows or len(tail) >= MIN_TAIL_SECONDS * self.feature_config.sample_rate):
+        if len(tail) and (not windows or len(tail) >= MIN_TAIL_SECONDS * rate):
             windows.append(tail)
         return windows
 

@@ -70,6 +70,20 @@ def _parse_loss_weights(values) -> tuple[float, ...]:
         raise UserError(f"--loss-weights: expected three numbers or 'published', got {' '.join(values)}") from None
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parses the flags, defaulting data flags to the chosen backbone's `data_defaults` (flags still win).
+
+    E.g. `--model musicnn` defaults to `--features musicnn --patch-frames 0`.
+    """
+    from mgr_tf.models import get_backbone
+
+    known, _ = parser.parse_known_args(argv)
+    defaults = get_backbone(known.model).data_defaults
+    if defaults:
+        parser.set_defaults(**defaults)
+    return parser.parse_args(argv)
+
+
 def configs_from_args(args: argparse.Namespace):
     """(DataConfig, ModelConfig, TrainConfig) from parsed flags."""
     from mgr_tf.models import ModelConfig, get_backbone
@@ -84,7 +98,7 @@ def configs_from_args(args: argparse.Namespace):
 
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_tensorflow()
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     data, model_config, train_config = configs_from_args(args)
     run_name = default_run_name(data, args.model)
     run_dir = Path(args.out or Path("runs") / run_name)

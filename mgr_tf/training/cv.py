@@ -133,10 +133,10 @@ def cross_validate(data, model_config, train_config, folds: int, out: Path, *, c
 
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_tensorflow()
-    from mgr_tf.training.cli import configs_from_args
+    from mgr_tf.training.cli import configs_from_args, parse_args
     from mgr_tf.training.run import default_run_name
 
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     args.data_dir = args.data_root
     data, model_config, train_config = configs_from_args(args)
     out = Path(args.out or Path("runs") / f"cv{args.folds}_{default_run_name(data, args.model)}")

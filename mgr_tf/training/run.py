@@ -101,9 +101,14 @@ def _callbacks(run_dir: Path, phase: str, monitor: tuple[str, str], train: Train
     ], verbose_progress
 
 
-def check_flags(data: DataConfig, train: TrainConfig) -> None:
+def check_flags(data: DataConfig, train: TrainConfig, model_config=None) -> None:
     """One clear line for flag combinations that cannot work."""
+    from mgr_tf.models import get_backbone
+
     problem = get_task(data.task).check_train_config(train)
+    backbone = get_backbone(model_config.family) if model_config is not None else None
+    if not problem and backbone is not None and backbone.check_data:
+        problem = backbone.check_data(data)
     if problem:
         raise UserError(problem)
     if len(train.loss_weights) != 3 or any(w < 0 for w in train.loss_weights):
@@ -131,11 +136,17 @@ def build_for_run(data: DataConfig, model_config, train_config: TrainConfig, inf
                        class_names=info.class_names, window_hop=info.window_hop, db_bands=info.db_bands)
 
 
-def fit_phases(model, data: DataConfig, train_config: TrainConfig, run_dir: Path, train_ds, val_ds) -> None:
-    """Fits `model` in its phases: main, or frozen then fine-tuned (--init-from), with the run's callbacks."""
-    from mgr_tf.models import set_backbone_trainable
+def fit_phases(model, data: DataConfig, train_config: TrainConfig, run_dir: Path, train_ds, val_ds,
+               model_config=None) -> None:
+    """Fits `model` in its phases, with the run's callbacks: main; or frozen then fine-tuned (--init-from);
+    or, for a backbone with a frozen pretrained part, heads on its cached features then optional fine-tuning."""
+    from mgr_tf.models import get_backbone, set_backbone_trainable
 
     task = get_task(data.task)
+    backbone = get_backbone(model_config.family) if model_config is not None else None
+    if backbone is not None and backbone.frozen_output and not train_config.init_from:
+        _fit_on_frozen_features(model, backbone, data, model_config, train_config, run_dir, train_ds, val_ds)
+        return
     phases = [("main", train_config.epochs, train_config.learning_rate)]
     if train_config.init_from:
         freeze = min(train_config.freeze_epochs, train_config.epochs)
@@ -147,11 +158,39 @@ def fit_phases(model, data: DataConfig, train_config: TrainConfig, run_dir: Path
             continue
         if train_config.init_from:
             set_backbone_trainable(model, phase != "frozen")
-        fit_model = task.compile(model, train_config, lr)
-        callbacks, verbose = _callbacks(run_dir, phase, task.monitor, train_config, task.callbacks(fit_model))
-        print(f"[train] phase {phase}: up to {epochs} epochs, learning rate {lr:g}", flush=True)
-        fit_model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose,
-                      shuffle=False)  # the pipeline shuffles, seeded
+        _fit(model, task, train_config, run_dir, phase, epochs, lr, train_ds, val_ds)
+
+
+def _fit(model, task, train_config: TrainConfig, run_dir: Path, phase: str, epochs: int, lr: float, train_ds,
+         val_ds) -> None:
+    """One phase: compile for the task, then fit with the run's callbacks."""
+    fit_model = task.compile(model, train_config, lr)
+    callbacks, verbose = _callbacks(run_dir, phase, task.monitor, train_config, task.callbacks(fit_model))
+    print(f"[train] phase {phase}: up to {epochs} epochs, learning rate {lr:g}", flush=True)
+    fit_model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose,
+                  shuffle=False)  # the pipeline shuffles, seeded
+
+
+def _fit_on_frozen_features(model, backbone, data: DataConfig, model_config, train_config: TrainConfig,
+                            run_dir: Path, train_ds, val_ds) -> None:
+    """Phase "frozen": the heads on features of the frozen part computed once; then "finetune" end to end."""
+    import dataclasses
+
+    from mgr_tf import data as D
+    from mgr_tf.training.frozen import feature_datasets, split_at
+
+    task = get_task(data.task)
+    frozen, rest = split_at(model, backbone.frozen_output)
+    # Whole clips in a fixed order (no mixup): each clip's features are computed once.
+    clips = D.make_dataset(dataclasses.replace(data, mixup=0.0), "train", shuffle=False)
+    features_train, features_val = feature_datasets(frozen, rest, clips, val_ds, batch_size=data.batch_size,
+                                                    seed=data.seed)
+    _fit(rest, task, train_config, run_dir, "frozen", train_config.epochs, train_config.learning_rate,
+         features_train, features_val)
+    epochs = backbone.fine_tune(model, model_config) if backbone.fine_tune else 0
+    if epochs:
+        _fit(model, task, train_config, run_dir, "finetune", epochs,
+             train_config.learning_rate * train_config.finetune_lr_factor, train_ds, val_ds)
 
 
 def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Path, *,
@@ -174,7 +213,7 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
 
     from mgr_tf import data as D
 
-    check_flags(data, train_config)
+    check_flags(data, train_config, model_config)
     run_dir.mkdir(parents=True, exist_ok=True)
     info = D.dataset_info(data)  # may generate the corpus and build records: done before seeding, so a
     # first run (which generates) and later runs (which reuse) start training from the same random state
@@ -194,7 +233,7 @@ def train(data: DataConfig, model_config, train_config: TrainConfig, run_dir: Pa
                       callbacks=[keras.callbacks.CSVLogger(str(run_dir / "history_main.csv"))])
         eval_ds, eval_split, reason = one_batch, "train", "--overfit-batch: the single training batch itself"
     else:
-        fit_phases(model, data, train_config, run_dir, train_ds, val_ds)
+        fit_phases(model, data, train_config, run_dir, train_ds, val_ds, model_config)
         eval_split, reason = eval_split_of(info)
         eval_ds = val_ds if eval_split == "validation" else D.make_dataset(data, eval_split)
     train_seconds = time.time() - started

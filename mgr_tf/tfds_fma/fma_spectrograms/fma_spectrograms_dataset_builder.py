@@ -8,6 +8,10 @@ A split without a label file (the multitask test labels were withheld in the ori
 is still written: its examples carry `labelled = False` and the label sentinel -1 (genre) or
 -1.0 (each emotion), so consumers can predict on it but must not score it.
 
+The `<kind>_full_<encoder>` configs (e.g. `genre_full_musicnn`) add the encoder input that
+`mgr_tf.ingest --encoder` stored beside each full sample (`<id>.<encoder>.npy`) as a second tensor
+under the encoder's name: (time, bands) float32 (musicnn: 96 bands at 62.5 frames/s).
+
 `dummy_data/` (the test fixture, also a manual folder) was made with the project's synthesiser:
 `generate_corpus(DIR, seed=0, clips=40, duration=2.0, withhold_test_labels=True)` from
 `mgr_tf.synth`: one clip per genre in each genre split, 32/8 multitask clips, unlabelled test.
@@ -24,7 +28,8 @@ import tensorflow_datasets as tfds
 
 from mgr_tf.data import readers as mgr_io
 from mgr_tf.data import layout
-from mgr_tf.config import FUSED_BANDS
+from mgr_tf.config import FUSED_BANDS, FeatureConfig
+from mgr_tf.feature_types import encoder_inputs, get_feature_type
 from mgr_tf.genres import EMOTIONS, GENRES_20
 
 logger = logging.getLogger(__name__)
@@ -41,10 +46,12 @@ class FmaConfig(tfds.core.BuilderConfig):
         label_kind: "genre" (a ClassLabel over the genre vocabulary) or "emotion" (valence, energy,
             danceability).
         beat: read the beat-synchronous copy (T ~ 40..130 frames instead of ~1293).
+        encoder: also read this stored encoder input (a stored feature type such as musicnn); "" = none.
     """
 
     label_kind: str = "genre"
     beat: bool = False
+    encoder: str = ""
 
     @property
     def sub_dataset(self) -> str:
@@ -60,8 +67,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         **kwargs: passed to `tfds.core.GeneratorBasedBuilder` (data_dir, config, ...).
     """
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
+        "1.2.0": "Configs with a stored encoder input beside the spectrograms (genre_full_musicnn, ...).",
         "1.1.0": "Any genre vocabulary (a sub-dataset's genres.txt; FMA's 20 names otherwise).",
         "1.0.0": "Initial release: four configs, unlabelled test splits flagged by `labelled`.",
     }
@@ -85,6 +93,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                   label_kind="emotion", beat=False),
         FmaConfig(name="multitask_beat", description="Valence/energy/danceability, beat-synchronous.",
                   label_kind="emotion", beat=True),
+    ] + [
+        FmaConfig(name=f"{kind}_full_{encoder}", label_kind=label_kind, encoder=encoder,
+                  description=f"{kind} full spectrograms with the stored {encoder} encoder input.")
+        for encoder in encoder_inputs() for kind, label_kind in (("genre", "genre"), ("multitask", "emotion"))
     ]
 
     def __init__(self, *, skip_bad: bool = False, genre_names: tuple[str, ...] = GENRES_20, **kwargs):
@@ -99,6 +111,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "track_id": tfds.features.Text(),
             "labelled": tfds.features.Scalar(dtype=np.bool_),
         }
+        encoder = self.builder_config.encoder
+        if encoder:
+            bands = get_feature_type(encoder).bands(FeatureConfig())
+            features[encoder] = tfds.features.Tensor(shape=(None, bands), dtype=np.float32)
         features.update(self._label_features()[self.builder_config.label_kind])
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict(features),
@@ -118,17 +134,22 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(listing) for split, listing in listings.items()}
 
     def _generate_examples(self, listing: mgr_io.SplitListing):
+        encoder = self.builder_config.encoder
         for ex in listing.examples:
             try:
-                array = mgr_io.load_spectrogram(ex.path)
-            except ValueError as exc:
+                record = {"spectrogram": mgr_io.load_spectrogram(ex.path).T}
+                if encoder:
+                    path = mgr_io.encoder_input_path(ex.path, ex.track_id, encoder)
+                    bands = get_feature_type(encoder).bands(FeatureConfig())
+                    record[encoder] = mgr_io.load_spectrogram(path, num_bands=bands).T
+            except (ValueError, FileNotFoundError) as exc:
                 if not self.skip_bad:
                     raise
                 skip = mgr_io.Skipped.from_error(str(ex.path), exc)
                 logger.warning("skipping bad example %s", skip)
                 self.skipped.append(skip)
                 continue
-            record = {"spectrogram": array.T, "track_id": ex.track_id, "labelled": ex.labelled}
+            record.update({"track_id": ex.track_id, "labelled": ex.labelled})
             record.update(self._label_values[self.builder_config.label_kind](ex))
             yield ex.track_id, record
 

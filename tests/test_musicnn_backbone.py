@@ -1,0 +1,211 @@
+"""The musicnn backbone from audio: `ingest --encoder musicnn`, the refusal of spectrogram-only roots, heads fitted
+on frozen pooled embeddings, fine-tuning, and the export's 16 kHz `serving_waveform`.
+
+The architecture is built with random weights here (`--no-musicnn-pretrained`); the published weights are checked
+against the original graph, and through this backbone, in tests/test_pretrained.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import keras
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+
+from mgr_tf.config import DataConfig, FeatureConfig
+from mgr_tf.models.musicnn import N_MELS, SAMPLE_RATE, musicnn_input, musicnn_log_mel, resample_to_16k
+
+SR = 22050
+SECONDS = 4.0
+GENRES = ("blues", "country", "disco", "reggae")
+FRAMES_4S = 1 + int(SECONDS * SAMPLE_RATE) // 256  # musicnn frames of a 4 s clip: 251
+
+
+@pytest.fixture(scope="module")
+def encoder_root(tmp_path_factory):
+    """Four genres x 4 clips of 4 s tones at 22050 Hz, ingested with --encoder musicnn: (audio dir, files, root)."""
+    from mgr_tf.audio.ingest import main
+
+    tmp = tmp_path_factory.mktemp("musicnn_audio")
+    audio = tmp / "audio"
+    rng = np.random.default_rng(0)
+    t = np.arange(int(SECONDS * SR)) / SR
+    files = [f"{g}/{g}.{j:05d}.wav" for g in GENRES for j in range(4)]
+    for name in files:
+        g = GENRES.index(name.split("/")[0])
+        x = 0.3 * np.sin(2 * np.pi * (110.0 * (g + 1)) * t) + 0.05 * rng.standard_normal(t.size)
+        (audio / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(audio / name, x.astype(np.float32), SR)
+    (audio / "labels.csv").write_text("path,genre\n" + "".join(f"{f},{f.split('/')[0]}\n" for f in files))
+    root = tmp / "root"
+    assert main([str(audio), str(audio / "labels.csv"), "--out", str(root), "--clip-seconds", str(SECONDS),
+                 "--workers", "1", "--quiet", "--encoder", "musicnn"]) == 0
+    return audio, files, root
+
+
+def test_ingest_stores_the_encoder_input_beside_each_fused_array(encoder_root):
+    from mgr_tf.audio.convert import read_manifest
+    from mgr_tf.audio.features import load_audio
+
+    audio, files, root = encoder_root
+    _, records = read_manifest(root, "genre")
+    assert len(records) == len(files)
+    for record in records.values():
+        folder = root / "fma_genre_spectrograms" / record["split"]
+        stored = np.load(folder / f"{record['id']}.musicnn.npy")
+        assert stored.shape == (N_MELS, FRAMES_4S)
+        assert (folder / f"{record['id']}.fused.full.npy").is_file()
+        assert not (root / "fma_genre_spectrograms_beat" / record["split"] / f"{record['id']}.musicnn.npy").exists()
+    # The stored array is the musicnn front end of the clip the fused array was made from (the whole 4 s file).
+    record = next(iter(records.values()))
+    clip = load_audio(audio / record["source"], FeatureConfig(clip_seconds=SECONDS))  # (sources are relative)
+    stored = np.load(root / "fma_genre_spectrograms" / record["split"] / f"{record['id']}.musicnn.npy")
+    np.testing.assert_allclose(stored.T, musicnn_input(clip, SR), atol=1e-6)
+    np.testing.assert_allclose(stored.T, np.asarray(musicnn_log_mel(resample_to_16k(clip, SR))), atol=1e-6)
+
+
+def test_unlabelled_split_listing_ignores_encoder_inputs(encoder_root, tmp_path):
+    from mgr_tf.data.readers import list_split
+
+    _, _, root = encoder_root
+    copy = tmp_path / "root"
+    shutil.copytree(root / "fma_genre_spectrograms", copy / "fma_genre_spectrograms")
+    (copy / "fma_genre_spectrograms" / "test_labels.txt").unlink()
+    listing = list_split(copy, "fma_genre_spectrograms", "test")
+    fused = sorted(p.name[:-len(".fused.full.npy")] for p in (copy / "fma_genre_spectrograms" / "test").glob(
+        "*.fused.full.npy"))
+    assert sorted(ex.track_id for ex in listing.examples) == fused and not listing.labelled
+
+
+def test_pipeline_reads_the_stored_encoder_input(encoder_root):
+    from mgr_tf.data import dataset_info, make_dataset, split_ids
+
+    _, _, root = encoder_root
+    data = DataConfig(data_dir=str(root), features="musicnn", patch_frames=0, batch_size=4, val_fraction=0.25)
+    info = dataset_info(data)
+    assert (info.num_bands, info.frames) == (N_MELS, 1870)
+    features, _ = next(iter(make_dataset(data, "test", with_ids=True)))
+    first = features["track_id"][0].numpy().decode()
+    assert first == split_ids(data, "test")[0]
+    stored = np.load(root / "fma_genre_spectrograms" / "test" / f"{first}.musicnn.npy").T
+    x = features["spectrogram"][0].numpy()
+    assert x.shape == (1870, N_MELS)
+    np.testing.assert_array_equal(x[:FRAMES_4S], stored)  # then zero padding to the clip length
+    assert not x[FRAMES_4S:].any()
+
+
+def test_spectrogram_only_root_is_refused_with_one_line(tiny_corpus, tmp_path, capsys):
+    from mgr_tf.cli import run_cli
+    from mgr_tf.training.cli import main
+
+    code = run_cli(main, ["--data-dir", str(tiny_corpus), "--model", "musicnn", "--no-musicnn-pretrained",
+                          "--out", str(tmp_path / "run"), "--export", "none"])
+    assert code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, lines
+    assert "no musicnn encoder input here" in lines[0] and "needs the audio" in lines[0]
+    assert "ingest --encoder musicnn" in lines[0] and "fma_genre_spectrograms" in lines[0]
+
+
+def test_musicnn_flags_default_to_its_input_and_refuse_others():
+    from mgr_tf.cli import UserError
+    from mgr_tf.models import ModelConfig
+    from mgr_tf.training.cli import build_parser, configs_from_args, parse_args
+    from mgr_tf.training.run import TrainConfig, check_flags
+
+    data, model, _ = configs_from_args(parse_args(build_parser(), ["--model", "musicnn"]))
+    assert (data.features, data.patch_frames, data.frames, data.batch_size) == ("musicnn", 0, 1870, 8)
+    assert model.musicnn_encoder == "MSD_musicnn" and model.musicnn_pretrained
+    data, _, _ = configs_from_args(parse_args(build_parser(), ["--model", "cnn"]))
+    assert (data.features, data.patch_frames) == ("mfcc", 256)  # other families keep the general defaults
+    config = ModelConfig.of("musicnn", musicnn_pretrained=False)
+    with pytest.raises(UserError, match="takes --features musicnn"):
+        check_flags(DataConfig(features="mfcc", patch_frames=0), TrainConfig(), config)
+    with pytest.raises(UserError, match="--patch-frames 0"):
+        check_flags(DataConfig(features="musicnn", patch_frames=187), TrainConfig(), config)
+    with pytest.raises(ValueError, match="no beat-synchronous copy"):
+        DataConfig(features="musicnn", beat=True)
+
+
+def test_fine_tuning_trains_the_encoder_but_not_its_batch_norm_statistics():
+    from mgr_tf.models.musicnn_backbone import ENCODER_LAYER, fine_tune
+    from tests.model_harness import check_fit_step, tiny_config, tiny_model
+
+    config = tiny_config("musicnn", musicnn_fine_tune_epochs=2)
+    model = tiny_model("musicnn", "genre", config=config)
+    encoder = model.get_layer(ENCODER_LAYER)
+    trainable = {id(w) for w in model.trainable_weights}
+    assert not encoder.trainable and not any(id(w) in trainable for w in encoder.weights)
+    assert fine_tune(model, config) == 2
+    norms = [layer for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    convs = [layer for layer in encoder.layers if isinstance(layer, keras.layers.Conv2D)]
+    moving = [np.array(layer.moving_mean) for layer in norms]
+    kernels = [np.array(layer.kernel) for layer in convs]
+    check_fit_step(model, "genre")
+    assert all(np.array_equal(a, np.array(layer.moving_mean)) for a, layer in zip(moving, norms))
+    assert any(not np.array_equal(a, np.array(layer.kernel)) for a, layer in zip(kernels, convs))
+    assert fine_tune(model, tiny_config("musicnn")) == 0
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+@pytest.fixture(scope="module")
+def musicnn_run(encoder_root, tmp_path_factory):
+    """`train --model musicnn` (random weights, frozen encoder: heads on cached embeddings), exported as 'mn'."""
+    from tests.conftest import run_train
+
+    _, _, root = encoder_root
+    tmp = tmp_path_factory.mktemp("musicnn_run")
+    return run_train(["--data-dir", str(root), "--model", "musicnn", "--no-musicnn-pretrained", "--epochs", "3",
+                      "--batch-size", "4", "--val-fraction", "0.25"], tmp, export="mn")
+
+
+def test_heads_are_fitted_on_standardised_embeddings_of_the_training_clips(musicnn_run):
+    from mgr_tf.data import make_dataset
+    from mgr_tf.models import load_keras_model
+    from mgr_tf.training.frozen import split_at
+
+    run_dir, report = musicnn_run
+    config = json.loads((run_dir / "config.json").read_text())
+    data = DataConfig(**{**config["data"], "mixup": 0.0})
+    assert (run_dir / "history_frozen.csv").is_file() and not (run_dir / "history_finetune.csv").exists()
+    model = load_keras_model(run_dir)
+    frozen, _ = split_at(model, "musicnn_pool")
+    pooled = np.concatenate([np.asarray(frozen(x, training=False)) for x, _ in make_dataset(data, "train")])
+    assert pooled.shape == (report["counts"]["train"], 200)
+    norm = model.get_layer("embedding_norm")
+    # The normalisation was adapted on exactly these embeddings (so the frozen encoder did not change).
+    np.testing.assert_allclose(np.asarray(norm.mean).reshape(-1), pooled.mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(norm.variance).reshape(-1), pooled.var(axis=0), rtol=1e-3, atol=1e-6)
+
+
+def test_export_serves_16k_waveforms_as_the_stored_arrays(musicnn_run, encoder_root, capsys):
+    from mgr_tf.audio.convert import read_manifest
+    from mgr_tf.audio.features import load_audio
+    from mgr_tf.serving.predict import main as predict_main
+    from tests.conftest import export_dir
+
+    audio, files, root = encoder_root
+    export = export_dir(musicnn_run)
+    config = json.loads((export / "assets" / "config.json").read_text())
+    assert config["waveform_sample_rate"] == SAMPLE_RATE
+    assert config["signatures"] == ["serving_default", "serving_waveform"]  # no serving_fused: not derivable
+    loaded = tf.saved_model.load(str(export))
+    assert set(loaded.signatures) == {"serving_default", "serving_waveform"}
+    record = next(iter(read_manifest(root, "genre")[1].values()))
+    stored = np.load(root / "fma_genre_spectrograms" / record["split"] / f"{record['id']}.musicnn.npy").T
+    waveform = resample_to_16k(load_audio(audio / record["source"], FeatureConfig(clip_seconds=SECONDS)), SR)
+    from_audio = loaded.signatures["serving_waveform"](waveform=tf.constant(waveform[None]))
+    from_array = loaded.signatures["serving_default"](spectrogram=tf.constant(stored[None]))
+    # The in-graph front end rounds the mel power to float16 as the stored one does; a value on a float16
+    # rounding boundary can land one step apart (graph vs eager order), hence 1e-4 rather than 1e-6.
+    np.testing.assert_allclose(from_audio["probabilities"].numpy(), from_array["probabilities"].numpy(), atol=1e-4)
+    capsys.readouterr()
+    assert predict_main([str(export), str(audio / files[0]), "--json"]) == 0
+    [result] = json.loads(capsys.readouterr().out)["results"]
+    assert result["genre"] in GENRES and set(result["probabilities"]) == set(GENRES)
