@@ -37,6 +37,12 @@ def check_exportable(members: Sequence, name: str) -> None:
     """
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"bad export name {name!r}: use a plain folder name")
+    from mgr_tf.feature_types import get_feature_type
+
+    stored = [m.label for m in members if get_feature_type(m.data.features).stored]
+    if stored:
+        raise UserError(f"--export: {', '.join(stored)} read an encoder input stored from the audio, which the "
+                        "ensemble's one served spectrogram (the fused arrays) cannot give; evaluate without --export")
     beats = {m.data.beat for m in members}
     if len(beats) > 1:
         raise UserError("--export needs members that all take full-length or all take beat-synchronous "
