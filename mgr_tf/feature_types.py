@@ -22,6 +22,9 @@ from mgr_tf.registry import Registry
 from mgr_tf.config import FeatureConfig
 
 
+SPECTROGRAM = "spectrogram"  # the TFDS record key of the fused arrays
+
+
 @dataclass(frozen=True)
 class FeatureType:
     """One model input derived from the fused (time, mel + chroma) array.
@@ -49,7 +52,7 @@ class FeatureType:
     bands: Callable[[FeatureConfig], int]
     derive: Callable
     db_bands: Callable[[FeatureConfig], int] = lambda cfg: 0
-    source: str = "spectrogram"
+    source: str = SPECTROGRAM
     frames: int | None = None
     from_audio: Callable | None = None
     sample_rate: Callable[[FeatureConfig], int] = lambda cfg: cfg.sample_rate
@@ -60,8 +63,6 @@ class FeatureType:
         """True for an encoder input stored by `ingest --encoder` (not derivable from the fused arrays)."""
         return self.source != SPECTROGRAM
 
-
-SPECTROGRAM = "spectrogram"  # the TFDS record key of the fused arrays
 
 FEATURE_TYPES: Registry[FeatureType] = Registry("features")
 register_feature_type = FEATURE_TYPES.register

@@ -219,10 +219,10 @@ class Manifest:
 
 def outputs_exist(root: Path, task: str, record: dict, gz: bool, encoder: str | None = None) -> bool:
     """Whether both sample files of a manifest record (and its encoder input, if any) are on disk."""
-    full, _ = layout.sub_datasets(label_kind(task))
-    names = [(name, layout.sample_name(record["id"], gz)) for name in layout.sub_datasets(label_kind(task))]
+    subs = layout.sub_datasets(label_kind(task))
+    names = [(name, layout.sample_name(record["id"], gz)) for name in subs]
     if encoder:
-        names.append((full, layout.encoder_sample_name(record["id"], encoder, gz)))
+        names.append((subs[0], layout.encoder_sample_name(record["id"], encoder, gz)))  # beside the full sample
     return all((root / name / record["split"] / file).is_file() for name, file in names)
 
 

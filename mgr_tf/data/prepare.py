@@ -142,12 +142,12 @@ def prepare(config: DataConfig) -> _Prepared:
     from mgr_tf.tfds_fma.fma_spectrograms.fma_spectrograms_dataset_builder import Builder
 
     root = resolve_root(config)
-    check_encoder_input(root, config)
     name = builder_config_name(config)
     fp = fingerprint(root, config)
     key = (fp, name, config.n_mfcc)
     if key in _PREPARED:
         return _PREPARED[key]
+    check_encoder_input(root, config)
     data_dir = cache_home() / "tfds" / fp
     vocabulary = (mgr_io.genre_vocabulary(root, config.sub_dataset)
                   if get_task(config.task).classification else ())

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import keras
 
+from mgr_tf.feature_types import MUSICNN_BANDS
 from mgr_tf.models.registry import Backbone
 
 FAMILY = "musicnn"
@@ -116,5 +117,5 @@ BACKBONE = Backbone(
     "pooled over 3 s patches; needs --features musicnn (ingest --encoder musicnn)",
     MusicnnOptions, build, normalize=False, frozen_output=POOL_LAYER, fine_tune=fine_tune, check_data=check_data,
     # Batches of 8 clips: each clip is ten patches through the encoder (about 2 GB of activations a batch).
-    data_defaults={"features": FEATURES, "patch_frames": 0, "batch_size": 8}, input_bands=96,
+    data_defaults={"features": FEATURES, "patch_frames": 0, "batch_size": 8}, input_bands=MUSICNN_BANDS,
     test_options={"musicnn_pretrained": False})  # the architecture is fixed; tests skip the weights download

@@ -20,7 +20,7 @@ import numpy as np
 
 from mgr_tf.cli import UserError, quiet_tensorflow, run_cli
 from mgr_tf.config import FUSED_BANDS, FeatureConfig, from_dict
-from mgr_tf.feature_types import derive
+from mgr_tf.feature_types import derive, get_feature_type
 
 SPECTROGRAM_SUFFIXES = (".npy", ".npy.gz")
 MIN_TAIL_SECONDS = 10.0  # a last partial window shorter than this is dropped (unless it is the only one)
@@ -69,8 +69,6 @@ class Predictor:
             raise UserError(f"{path}: shape {array.shape} has no axis of {self.num_bands} bands "
                             f"({self.features}) or {FUSED_BANDS} (fused), which this model takes")
         if array.shape[1] == FUSED_BANDS and self.num_bands != FUSED_BANDS:
-            from mgr_tf.feature_types import get_feature_type
-
             if get_feature_type(self.features).stored:
                 raise UserError(f"{path}: a fused array cannot feed this model: its {self.features} input is "
                                 "computed from the audio (give the audio file)")

@@ -135,12 +135,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, listing: mgr_io.SplitListing):
         encoder = self.builder_config.encoder
+        bands = get_feature_type(encoder).bands(FeatureConfig()) if encoder else None
         for ex in listing.examples:
             try:
                 record = {"spectrogram": mgr_io.load_spectrogram(ex.path).T}
                 if encoder:
                     path = mgr_io.encoder_input_path(ex.path, ex.track_id, encoder)
-                    bands = get_feature_type(encoder).bands(FeatureConfig())
                     record[encoder] = mgr_io.load_spectrogram(path, num_bands=bands).T
             except (ValueError, FileNotFoundError) as exc:
                 if not self.skip_bad:
