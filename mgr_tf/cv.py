@@ -1,9 +1,48 @@
-"""`python -m mgr_tf.cv`: the command-line entry point; the code lives in `mgr_tf.training.cv`."""
+"""`python -m mgr_tf.cv DATA_ROOT --folds 5 [any train flag]`: stratified k-fold cross-validation
+(`mgr_tf.training.cv`), the summary baseline on the same folds."""
 
+from __future__ import annotations
+
+import argparse
+import dataclasses
 import sys
+from pathlib import Path
+from typing import Sequence
 
-from mgr_tf.cli import run_cli
-from mgr_tf.training.cv import main
+from mgr_tf.core.cli import quiet_tensorflow, run_cli
+from mgr_tf.training.flags import build_parser as train_parser
+from mgr_tf.training.flags import command_line, parse_args, plan_from_args
+from mgr_tf.training.plan import check, default_run_name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """train's parser plus DATA_ROOT, --folds and a CV-specific --out."""
+    parser = train_parser("python -m mgr_tf.cv")
+    parser.description = ("Stratified k-fold cross-validation of one model and the summary-statistics baseline "
+                          "on the same folds. Takes every flag of python -m mgr_tf.train.")
+    parser.add_argument("data_root", help="dataset root (the layout of python -m mgr_tf.ingest or the published data)")
+    parser.add_argument("--folds", type=int, default=5, help="number of folds")
+    parser.set_defaults(export="none")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    quiet_tensorflow()
+    args = parse_args(build_parser(), argv)
+    args.data_dir = args.data_root
+    plan = plan_from_args(args, argv)
+    out = Path(args.out or Path("runs") / f"cv{args.folds}_{default_run_name(plan.data, args.model)}")
+    plan = check(dataclasses.replace(plan, run_dir=out, export_name=None,
+                                     command=command_line("python -m mgr_tf.cv", argv).strip()))
+    from mgr_tf.training.cv import cross_validate  # TensorFlow on demand: the flags are checked first
+
+    result = cross_validate(plan, args.folds)
+    print(f"\n[cv] report: {out / 'cv_report.md'}")
+    for model, values in result["summary"].items():
+        print(f"[cv] {model}: " + ", ".join(f"{m} {v['mean']:.3f} ± {v['std']:.3f}"
+                                            for m, v in values.items() if m != "seconds"))
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

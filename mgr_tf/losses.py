@@ -23,14 +23,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mgr_tf.genres import EMOTIONS
+from mgr_tf.core.config import SPEARMAN_METHODS as METHODS
 
 PACKAGE = "mgr_tf"
-METHODS = ("pairwise", "permutahedron")
-
-# Report 2's fixed multitask weights for (valence, energy, danceability).
-PUBLISHED_WEIGHTS: dict[str, float] = {"valence": 1.5, "energy": 0.8, "danceability": 0.8}
-EQUAL_WEIGHTS: dict[str, float] = {name: 1.0 for name in EMOTIONS}
 
 
 def _check_method(method: str) -> None:
@@ -263,25 +258,6 @@ class MSESpearmanLoss(keras.losses.Loss):
                 "strength": self.strength}
 
 
-def task_losses(task: str, *, spearman_weight: float = 1.0, method: str = "permutahedron",
-                strength: float = 0.1) -> dict:
-    """The loss of every output of a task's model, keyed by output name (ready for `compile(loss=...)`).
-
-    Args:
-        task: a registered task (genre, valence, energy, danceability, multitask, ...).
-        spearman_weight: lambda of `MSESpearmanLoss` for emotion outputs.
-        method: soft rank method.
-        strength: soft rank temperature / regularisation.
-    """
-    from types import SimpleNamespace
-
-    from mgr_tf.tasks import get_task
-
-    # The task reads these three fields of a TrainConfig; losses stays below training in the import order.
-    settings = SimpleNamespace(spearman_weight=spearman_weight, spearman_method=method, spearman_strength=strength)
-    return get_task(task).losses(settings)
-
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class UncertaintyWeightedModel(keras.Model):
     """Wraps a multi-output model and weights its task losses with learned uncertainties.
@@ -297,7 +273,7 @@ class UncertaintyWeightedModel(keras.Model):
 
     Args:
         model: the model with dict outputs (e.g. `build_model(config, "multitask", ...)`).
-        losses: {output name: loss}, a loss per weighted output (e.g. `task_losses("multitask")`).
+        losses: {output name: loss}, a loss per weighted output (e.g. a task's `losses`).
         **kwargs: `keras.Model` arguments (name).
     """
 
@@ -357,7 +333,7 @@ class LogTaskWeights(keras.callbacks.Callback):
     Works with `UncertaintyWeightedModel`; for other models it logs the fixed `weights` given.
 
     Args:
-        weights: fixed weights to log when the model has no learned ones (e.g. `PUBLISHED_WEIGHTS`).
+        weights: fixed weights to log when the model has no learned ones.
     """
 
     def __init__(self, weights: dict[str, float] | None = None):

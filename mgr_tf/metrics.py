@@ -7,7 +7,7 @@ import math
 import keras
 import tensorflow as tf
 
-from mgr_tf.genres import EMOTIONS
+from mgr_tf.core.published import EMOTIONS
 from mgr_tf.losses import rank_with_ties
 
 PACKAGE = "mgr_tf"

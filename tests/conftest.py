@@ -25,7 +25,7 @@ def _isolated_cache_home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """All four sub-datasets, 3 clips per genre, 6 s clips: fast, real formats, short arrays."""
-    from mgr_tf.audio.synth import generate_corpus
+    from mgr_tf.data.synth.corpus import generate_corpus
 
     root = tmp_path_factory.mktemp("tiny_corpus")
     generate_corpus(root, seed=0, clips=60, duration=6.0, progress=False)
@@ -45,7 +45,7 @@ def run_train(args, tmp_path, name="run", export=None, baseline=False):
     """
     import json
 
-    from mgr_tf.training.cli import main
+    from mgr_tf.train import main
 
     run_dir = tmp_path / name
     argv = [*args, "--out", str(run_dir), "--export", export or "none", "--export-root", str(tmp_path / "exports"),

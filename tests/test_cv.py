@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mgr_tf import data
-from mgr_tf.config import DataConfig
+from mgr_tf.core.config import DataConfig
 from mgr_tf.data.splits import stratified_folds, stratified_subset
 from tests.conftest import TINY_CNN
 
@@ -56,7 +56,7 @@ def test_cv_folds_partition_train_and_test(tiny_corpus):
 
 @pytest.mark.slow
 def test_cv_command_writes_table_and_resumes(tiny_corpus, tmp_path, capsys):
-    from mgr_tf.training.cv import main
+    from mgr_tf.cv import main
 
     out = tmp_path / "cv"
     argv = [str(tiny_corpus), "--folds", "2", "--epochs", "1", *TINY_CNN, "--out", str(out)]

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from mgr_tf import data
+from mgr_tf.core.config import DataConfig
+from mgr_tf.core.published import EMOTIONS, GENRE_MAP_20_TO_10, GENRES_10, GENRES_20
 from mgr_tf.data import readers as mgr_io
-from mgr_tf.config import DataConfig
-from mgr_tf.genres import EMOTIONS, GENRE_MAP_20_TO_10, GENRES_10, GENRES_20
+from mgr_tf.data import resolve
 
 
 def _cfg(root, **kw):
@@ -43,7 +44,7 @@ def genre_full(tiny_corpus):
 
 def test_genre_full_shapes_labels_and_padding(tiny_corpus, genre_full):
     cfg, splits = genre_full
-    examples = {**_files(tiny_corpus, cfg.sub_dataset, "train"), **_files(tiny_corpus, cfg.sub_dataset, "test")}
+    examples = {**_files(tiny_corpus, resolve(cfg).sub_dataset, "train"), **_files(tiny_corpus, resolve(cfg).sub_dataset, "test")}
     seen = 0
     for split, (xs, ys, ids) in splits.items():
         if split == "train":
@@ -70,7 +71,7 @@ def test_validation_split_disjoint_deterministic_stratified(tiny_corpus, genre_f
     cfg, splits = genre_full
     train, val = set(splits["train"][2]), set(splits["validation"][2])
     assert val and not train & val
-    eligible = [t for t, e in _files(tiny_corpus, cfg.sub_dataset, "train").items()
+    eligible = [t for t, e in _files(tiny_corpus, resolve(cfg).sub_dataset, "train").items()
                 if GENRE_MAP_20_TO_10[e.genre]]
     assert train | val == set(eligible)
     assert len(val) == round(cfg.val_fraction * len(eligible))
@@ -87,7 +88,7 @@ def test_validation_split_disjoint_deterministic_stratified(tiny_corpus, genre_f
 
 def test_norm_stats_from_train_minus_validation_only(tiny_corpus, genre_full):
     cfg, splits = genre_full
-    examples = _files(tiny_corpus, cfg.sub_dataset, "train")
+    examples = _files(tiny_corpus, resolve(cfg).sub_dataset, "train")
     frames = np.concatenate([mgr_io.load_spectrogram(examples[t].path) for t in splits["train"][2]], axis=1)
     info = data.dataset_info(cfg)
     np.testing.assert_allclose(info.norm_mean, frames.mean(axis=1), rtol=1e-4, atol=1e-4)
@@ -101,7 +102,7 @@ def test_norm_stats_from_train_minus_validation_only(tiny_corpus, genre_full):
 def test_band_selection_and_crop_beat(tiny_corpus, features, lo, hi):
     cfg = _cfg(tiny_corpus, beat=True, features=features, max_frames=10)
     xs, _, ids = _collect(data.make_dataset(cfg, "test", with_ids=True))
-    examples = _files(tiny_corpus, cfg.sub_dataset, "test")
+    examples = _files(tiny_corpus, resolve(cfg).sub_dataset, "test")
     for x, track_id in zip(xs, ids):
         array = mgr_io.load_spectrogram(examples[track_id].path)[lo:hi, :10].T
         assert x.shape == (10, hi - lo)
@@ -111,7 +112,7 @@ def test_band_selection_and_crop_beat(tiny_corpus, features, lo, hi):
 def test_variable_length_bucketing(tiny_corpus):
     cfg = _cfg(tiny_corpus, beat=True, variable_length=True, batch_size=4)
     lengths = {e.track_id: mgr_io.load_spectrogram(e.path).shape[1]
-               for e in _files(tiny_corpus, cfg.sub_dataset, "train").values()}
+               for e in _files(tiny_corpus, resolve(cfg).sub_dataset, "train").values()}
     seen = []
     for features, _ in data.make_dataset(cfg, "train", with_ids=True).as_numpy_iterator():
         x, ids = features["spectrogram"], [t.decode() for t in features["track_id"]]
@@ -136,7 +137,7 @@ def test_train_shuffle_seeded(tiny_corpus):
 def test_twenty_genres_keep_raw_labels(tiny_corpus):
     cfg = _cfg(tiny_corpus, beat=True, num_genres=20)
     _, ys, ids = _collect(data.make_dataset(cfg, "test", with_ids=True))
-    examples = _files(tiny_corpus, cfg.sub_dataset, "test")
+    examples = _files(tiny_corpus, resolve(cfg).sub_dataset, "test")
     assert [GENRES_20[g] for g in ys["genre"]] == [examples[t].genre for t in ids]
     assert len(ids) == len(examples)
 
@@ -145,7 +146,7 @@ def test_twenty_genres_keep_raw_labels(tiny_corpus):
 def test_emotion_targets(tiny_corpus, task):
     cfg = _cfg(tiny_corpus, task=task, beat=task == "energy")
     _, ys, ids = _collect(data.make_dataset(cfg, "validation", with_ids=True))
-    examples = _files(tiny_corpus, cfg.sub_dataset, "train")
+    examples = _files(tiny_corpus, resolve(cfg).sub_dataset, "train")
     names = EMOTIONS if task == "multitask" else (task,)
     assert tuple(ys) == names
     for name in names:
@@ -215,7 +216,7 @@ def test_root_lacking_sub_dataset(tiny_corpus, tmp_path):
 
 def test_default_corpus_is_reused(tiny_corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("MGR_TF_HOME", str(tmp_path))
-    from mgr_tf.paths import default_corpus_dir
+    from mgr_tf.core.paths import default_corpus_dir
 
     shutil.copytree(tiny_corpus, default_corpus_dir(0))
     assert data.resolve_root(DataConfig()) == default_corpus_dir(0).resolve()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mgr_tf.analysis.rules import decide
-from mgr_tf.cli import run_cli
-from mgr_tf.genres import GENRES_10
+from mgr_tf.core.cli import run_cli
+from mgr_tf.core.published import GENRES_10
 
 # 3 members x 4 examples x 3 classes, each example built so the three rules are known by hand.
 PROBS = np.array([
@@ -71,7 +71,7 @@ def _fake_run(tmp_path, name, **changes):
 
 
 def _refusal(capsys, argv) -> str:
-    from mgr_tf.analysis.ensemble import main
+    from mgr_tf.ensemble import main
 
     assert run_cli(main, argv) == 2
     err = capsys.readouterr().err.strip()
@@ -121,8 +121,8 @@ def members(tiny_corpus, tmp_path_factory):
 
 @pytest.mark.slow
 def test_ensemble_reports_exports_and_serves(members, tmp_path, tiny_corpus):
-    from mgr_tf.analysis.ensemble import main
     from mgr_tf.data.readers import list_split, load_spectrogram
+    from mgr_tf.ensemble import main
     from mgr_tf.serving.export import read_export_config
     from mgr_tf.serving.predict import Predictor
     from mgr_tf.serving.requests import load_signature, rest_predict
@@ -154,8 +154,8 @@ def test_ensemble_reports_exports_and_serves(members, tmp_path, tiny_corpus):
 
     # Each member inside the export answers what its own model answers on its own derived features.
     from mgr_tf.analysis.ensemble import load_member
-    from mgr_tf.feature_types import derive
-    from mgr_tf.models import load_keras_model
+    from mgr_tf.features.types import derive
+    from mgr_tf.models.build import load_keras_model
 
     for i, (run_dir, _) in enumerate(members):
         m = load_member(run_dir)

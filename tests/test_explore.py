@@ -7,9 +7,10 @@ import re
 
 import pytest
 
-from mgr_tf.analysis.explore import main, slug
-from mgr_tf.cli import run_cli
-from mgr_tf.genres import GENRES_10
+from mgr_tf.analysis.figures import slug
+from mgr_tf.core.cli import run_cli
+from mgr_tf.core.published import GENRES_10
+from mgr_tf.explore import main
 
 
 def _figures(out) -> list[str]:

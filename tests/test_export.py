@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import export_dir
+from mgr_tf.core.published import EMOTIONS
 from mgr_tf.serving.export import find_ops, next_version, resolve_model_dir
-from mgr_tf.genres import EMOTIONS
 from mgr_tf.serving.requests import RequestError, grpc_predict, load_signature, rest_predict
+from tests.conftest import export_dir
 
 
 def _random_spectrogram(frames, bands=140, seed=0):
@@ -142,8 +142,8 @@ def test_beat_model_has_no_waveform_signature_and_full_model_has_one(genre_run, 
 
 
 def test_waveform_signature_matches_features_computed_outside(genre_run):
-    from mgr_tf.config import FeatureConfig
-    from mgr_tf.audio.features import fused_features
+    from mgr_tf.core.config import FeatureConfig
+    from mgr_tf.features.spectral import fused_features
 
     export = export_dir(genre_run)
     loaded = tf.saved_model.load(str(export))

@@ -1,5 +1,5 @@
-"""Extending the package from outside it: a new backbone and a new task, registered in this file only, go
-through training, reporting and export (`python -m mgr_tf.train`) with no change to the package."""
+"""Extending the package from outside it: a new backbone, a new task and a new feature type, registered in this
+file only, go through training, reporting and export (`python -m mgr_tf.train`) with no change to the package."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mgr_tf.models import BACKBONES, Backbone, ModelConfig, load_keras_model, register_backbone
+from mgr_tf.features.types import FEATURE_TYPES, FeatureType, register_feature_type
+from mgr_tf.models import BACKBONES, Backbone, model_config, register_backbone
+from mgr_tf.models.build import load_keras_model
 from mgr_tf.serving.requests import load_signature, rest_predict
+from mgr_tf.tasks import TASKS, RegressionTask, register_task
 from tests.conftest import WHOLE_FUSED
-from mgr_tf.tasks import TASKS, EmotionTask, register_task
 from tests.model_harness import check_output_structure, tiny_model
 
 # ------------------------------------------------------------------------------------- a new backbone
@@ -59,7 +61,7 @@ def mean_dense_backbone():
 # ------------------------------------------------------------------------------------- a new task
 
 
-class ArousalTask(EmotionTask):
+class ArousalTask(RegressionTask):
     """Arousal: the mean of energy and danceability of the multitask data, one sigmoid output."""
 
     def __init__(self):
@@ -88,7 +90,7 @@ def arousal_task():
 
 
 def _train(argv, tmp_path, name):
-    from mgr_tf.training.cli import main
+    from mgr_tf.train import main
 
     run_dir = tmp_path / "run"
     assert main([*WHOLE_FUSED, *argv, "--epochs", "1", "--no-baseline", "--batch-size", "16", "--out", str(run_dir),
@@ -108,7 +110,7 @@ def _spectrograms(frames=(120, 80), bands=140, seed=0):
 
 
 def test_registered_backbone_and_task_build_through_the_shared_harness(mean_dense_backbone, arousal_task):
-    assert ModelConfig.of("mean_dense").mean_dense_units == 8
+    assert model_config("mean_dense").mean_dense_units == 8
     for task in ("genre", "arousal"):
         check_output_structure(tiny_model("mean_dense", task), task)
     assert tiny_model("mean_dense", "arousal").output["arousal"].shape == (None, 1)
@@ -140,7 +142,7 @@ def test_new_backbone_trains_saves_and_exports(mean_dense_backbone, tiny_corpus,
 
 @pytest.mark.slow
 def test_new_task_trains_saves_and_exports(arousal_task, tiny_corpus, tmp_path):
-    from mgr_tf.config import DataConfig, from_dict
+    from mgr_tf.core.config import DataConfig, from_dict
     from mgr_tf.data import make_dataset
 
     run_dir, report = _train(["--task", "arousal", "--model", "summary", "--data-dir", str(tiny_corpus)],
@@ -174,3 +176,37 @@ def test_new_task_trains_saves_and_exports(arousal_task, tiny_corpus, tmp_path):
     assert np.all((expected > 0.0) & (expected < 1.0))
     answer = rest_predict(signature, {"inputs": {"spectrogram": x.tolist()}})
     np.testing.assert_allclose(answer["outputs"], expected, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------- a new feature type
+
+
+BASS = FeatureType("bass", "test only: the 32 lowest log-mel bands", lambda cfg: 32, lambda x, cfg: x[..., :32],
+                   lambda cfg: 32)
+
+
+@pytest.fixture
+def bass_features():
+    register_feature_type(BASS)
+    try:
+        yield BASS
+    finally:
+        FEATURE_TYPES.pop(BASS.name, None)
+
+
+@pytest.mark.slow
+def test_new_feature_type_trains_and_serves_from_the_stored_arrays(bass_features, tiny_corpus, tmp_path):
+    """A feature type registered here: the flags offer it, the pipeline derives it, the export's serving_fused
+    derives it in the graph from the stored fused arrays."""
+    from mgr_tf.training.flags import build_parser
+
+    assert "bass" in {a.dest: a for a in build_parser()._actions}["features"].choices
+    run_dir, report = _train(["--task", "genre", "--model", "summary", "--features", "bass",
+                              "--data-dir", str(tiny_corpus)], tmp_path, "bass")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["feature_type"]["name"] == "bass" and config["num_bands"] == 32
+    fused = tf.constant(_spectrograms())
+    served = tf.saved_model.load(report["export_dir"]).signatures
+    np.testing.assert_allclose(served["serving_fused"](spectrogram=fused)["probabilities"].numpy(),
+                               served["serving_default"](spectrogram=fused[..., :32])["probabilities"].numpy(),
+                               atol=1e-6)

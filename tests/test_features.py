@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import keras
 import librosa
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
-from mgr_tf.audio import features as F
-from mgr_tf.config import FeatureConfig
+from mgr_tf.core.config import FeatureConfig
+from mgr_tf.features import spectral as F
 
 CFG = FeatureConfig()
 SR = CFG.sample_rate
@@ -64,7 +64,7 @@ def test_mfcc_parity():
 
 def test_mfcc_feature_type_parity():
     """The `mfcc` feature type (a DCT matrix on the stored log-mel rows) is librosa's MFCC of those rows."""
-    from mgr_tf.feature_types import derive
+    from mgr_tf.features.types import derive
 
     fused = F.fused_features(_chord_with_clicks(1.5), CFG).numpy()
     ref = librosa.feature.mfcc(S=fused[:, :CFG.n_mels].T, n_mfcc=CFG.n_mfcc).T

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mgr_tf.data import readers as mgr_io
-from mgr_tf.config import DataConfig, FeatureConfig
-from mgr_tf.audio.ingest import MANIFEST, SUMMARY, IngestConfig, ingest, main
+from mgr_tf.audio.ingest import MANIFEST, SUMMARY, IngestConfig, ingest
+from mgr_tf.ingest import main
 from mgr_tf.audio.labels import assign_splits
+from mgr_tf.core.config import DataConfig, FeatureConfig
+from mgr_tf.data import readers as mgr_io
 
 SR = 22050
 CLIP = 5.0  # seconds; 1 + 5 * 22050 // 512 = 216 frames
@@ -194,7 +195,7 @@ def test_centre_clip_and_30s_default(tmp_path):
     assert short.shape == (140, 1 + int(29.5 * SR) // 512)
     arr = mgr_io.load_spectrogram(tmp_path / "out" / "fma_genre_spectrograms" / "train" / "a.fused.full.npy")
     assert arr.shape == (140, 1292)
-    from mgr_tf.audio.features import fused_features
+    from mgr_tf.features.spectral import fused_features
 
     centre = audio[2 * SR: 32 * SR]
     np.testing.assert_allclose(arr.T, fused_features(centre).numpy(), atol=1e-4)
@@ -328,7 +329,7 @@ def test_gtzan_style_genre_names_give_genres_txt(tmp_path):
     ("a.wav,blues\nb.wav,blues\n", "labels.csv: a single genre 'blues'"),
 ])
 def test_bad_open_label_sets_name_the_file(tmp_path, capsys, rows, message):
-    from mgr_tf.cli import run_cli
+    from mgr_tf.core.cli import run_cli
 
     (tmp_path / "labels.csv").write_text("path,genre\n" + rows)
     assert run_cli(main, [str(tmp_path), str(tmp_path / "labels.csv"), "--out", str(tmp_path / "o")]) == 2
@@ -350,7 +351,7 @@ def test_beam_direct_runner_matches_local_output(audio_dir, genre_root, tmp_path
 
 
 def test_cli_errors_name_the_file(audio_dir, tmp_path, capsys):
-    from mgr_tf.cli import run_cli
+    from mgr_tf.core.cli import run_cli
 
     assert run_cli(main, [str(audio_dir), str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "nope.csv: label file not found" in capsys.readouterr().err
@@ -372,8 +373,8 @@ def test_cli_errors_name_the_file(audio_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_own_genre_names_go_from_audio_to_served_predictions(tmp_path, capsys):
     """A GTZAN-style CSV: ingest -> train -> export -> predict, and predictions name the user's genres."""
-    from mgr_tf.serving.predict import main as predict_main
-    from mgr_tf.training.cli import main as train_main
+    from mgr_tf.predict import main as predict_main
+    from mgr_tf.train import main as train_main
 
     genres = ("blues", "country", "disco", "reggae")
     audio, files, root = _ingest_gtzan_style(tmp_path, genres, per_genre=4)

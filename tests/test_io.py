@@ -7,8 +7,8 @@ import gzip
 import numpy as np
 import pytest
 
-from mgr_tf.data import readers as mgr_io
 from mgr_tf.data import layout
+from mgr_tf.data import readers as mgr_io
 
 
 def _array(frames=5, bands=140, seed=0):

@@ -8,10 +8,18 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from mgr_tf.genres import EMOTIONS
-from mgr_tf.losses import (PUBLISHED_WEIGHTS, LogTaskWeights, MSESpearmanLoss, SpearmanLoss,
-                           build_learned_weighting_model, rank_with_ties, soft_rank, spearman_correlation,
-                           task_losses)
+from mgr_tf.core.config import RegressionConfig
+from mgr_tf.core.published import EMOTIONS, PUBLISHED_WEIGHTS
+from mgr_tf.losses import (
+    LogTaskWeights,
+    MSESpearmanLoss,
+    SpearmanLoss,
+    build_learned_weighting_model,
+    rank_with_ties,
+    soft_rank,
+    spearman_correlation,
+)
+from mgr_tf.tasks import task_losses
 
 METHODS = ["pairwise", "permutahedron"]
 
@@ -147,8 +155,8 @@ def test_mse_spearman_combination_and_config():
 def test_published_weights_weigh_the_multitask_loss():
     """`--loss-weights published` gives report 2's weights, and the compiled total is their weighted sum."""
     from mgr_tf.tasks import get_task
-    from mgr_tf.training.cli import _parse_loss_weights
-    from mgr_tf.training.run import TrainConfig
+    from mgr_tf.training.fit import compile_for
+    from mgr_tf.training.flags import _parse_loss_weights
 
     weights = _parse_loss_weights(["published"])
     assert dict(zip(EMOTIONS, weights)) == PUBLISHED_WEIGHTS
@@ -157,7 +165,7 @@ def test_published_weights_weigh_the_multitask_loss():
     x = {"spectrogram": rng.random((16, 4)).astype(np.float32)}
     y = {name: rng.random((16, 1)).astype(np.float32) for name in EMOTIONS}
     model = _tiny_multitask_model()
-    get_task("multitask").compile(model, TrainConfig(loss_weights=weights, spearman_weight=0.0), 1e-3)
+    compile_for(get_task("multitask"), model, RegressionConfig(loss_weights=weights, spearman_weight=0.0), 1e-3)
     predictions = model(x)
     total = float(model.compute_loss(x=x, y=y, y_pred=predictions, training=False))
     want = sum(PUBLISHED_WEIGHTS[n] * np.mean((np.asarray(predictions[n]) - y[n]) ** 2) for n in EMOTIONS)
@@ -176,7 +184,7 @@ def test_learned_weighting_total_and_config():
     rng = np.random.default_rng(10)
     y = {name: rng.random((8, 1)).astype(np.float32) for name in EMOTIONS}
     y_pred = {name: rng.random((8, 1)).astype(np.float32) for name in EMOTIONS}
-    losses = task_losses("multitask", strength=0.05)
+    losses = task_losses("multitask", RegressionConfig(spearman_strength=0.05))
     wrapped = build_learned_weighting_model(_tiny_multitask_model(), losses)
     s = np.array([0.5, -0.25, 0.0], np.float32)
     wrapped.log_vars.assign(s)
@@ -186,7 +194,7 @@ def test_learned_weighting_total_and_config():
     assert wrapped.task_weights() == pytest.approx(dict(zip(wrapped.task_names, np.exp(-s))), rel=1e-6)
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(wrapped))
     assert clone.task_names == wrapped.task_names
-    assert {n: l.get_config() for n, l in clone.task_losses.items()} == {n: l.get_config() for n, l in losses.items()}
+    assert {n: f.get_config() for n, f in clone.task_losses.items()} == {n: f.get_config() for n, f in losses.items()}
 
 
 @pytest.mark.slow
@@ -195,7 +203,8 @@ def test_learned_weights_train_and_total_is_bounded(tmp_path):
     x = rng.random((64, 4)).astype(np.float32)
     y = {name: rng.random((64, 1)).astype(np.float32) for name in EMOTIONS}
     ds = tf.data.Dataset.from_tensor_slices(({"spectrogram": x}, y)).batch(16)
-    wrapped = build_learned_weighting_model(_tiny_multitask_model(), task_losses("multitask", strength=0.05))
+    wrapped = build_learned_weighting_model(_tiny_multitask_model(),
+                                            task_losses("multitask", RegressionConfig(spearman_strength=0.05)))
     wrapped.compile(optimizer=keras.optimizers.Adam(0.05))
     logger = LogTaskWeights()
     history = wrapped.fit(ds, epochs=4, verbose=0, callbacks=[logger], shuffle=False)

@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from mgr_tf.genres import EMOTIONS
+from mgr_tf.core.published import EMOTIONS
 from mgr_tf.metrics import MeanSpearman, SpearmanMetric, mean_spearman
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from mgr_tf.config import DataConfig, FeatureConfig
-from mgr_tf.feature_types import FEATURE_TYPES, dct_matrix, derive, num_bands
+from mgr_tf.core.config import DataConfig, FeatureConfig
+from mgr_tf.features.types import FEATURE_TYPES, dct_matrix, derive, num_bands
 
 
 def _fused(seconds: float = 3.0, seed: int = 0) -> np.ndarray:
@@ -67,9 +66,8 @@ def test_mfcc_derives_in_keras_functional_graph():
 
 @pytest.mark.slow
 def test_train_mfcc_exports_waveform_signature(tiny_corpus, tmp_path):
-    from tests.conftest import TINY_CNN, export_dir, run_train
-
     from mgr_tf.serving.requests import load_signature
+    from tests.conftest import TINY_CNN, export_dir, run_train
 
     run = run_train([*TINY_CNN, "--data-dir", str(tiny_corpus), "--features", "mfcc", "--n-mfcc", "13", "--epochs", "1"],
                     tmp_path, name="mfcc", export="mfcc")
@@ -85,9 +83,8 @@ def test_train_mfcc_exports_waveform_signature(tiny_corpus, tmp_path):
 def test_mfcc_export_also_takes_the_stored_fused_arrays(tiny_corpus, tmp_path):
     import tensorflow as tf
 
+    from mgr_tf.core.config import FeatureConfig
     from tests.conftest import TINY_CNN, export_dir, run_train
-
-    from mgr_tf.config import FeatureConfig
 
     run = run_train([*TINY_CNN, "--data-dir", str(tiny_corpus), "--features", "mfcc", "--epochs", "1"], tmp_path,
                     export="mfcc_fused")

@@ -9,12 +9,21 @@ import keras
 import numpy as np
 import pytest
 
-from mgr_tf.models import (BACKBONES, ModelConfig, build_model, class_names_of, load_backbone_weights,
-                           set_backbone_trainable, transfer_model)
+from mgr_tf.models import BACKBONES, model_config, model_config_from_dict
+from mgr_tf.models.build import build_model, class_names_of, load_backbone_weights, set_backbone_trainable, transfer_model
 from mgr_tf.models.layers import FixedLength, LabelledDense, SpectrogramNormalization
-from mgr_tf.tasks import TASKS
-from tests.model_harness import (BANDS, check_fit_step, check_output_structure, family_bands, random_batch,
-                                 run_all_checks, serving_lengths, tiny_config, tiny_model)
+from mgr_tf.tasks import TASKS, get_task
+from tests.model_harness import (
+    BANDS,
+    check_fit_step,
+    check_output_structure,
+    family_bands,
+    random_batch,
+    run_all_checks,
+    serving_lengths,
+    tiny_config,
+    tiny_model,
+)
 
 FAMILIES = tuple(BACKBONES)
 # Families that read the fused arrays (the synthetic corpus); musicnn reads its own stored input, and its
@@ -55,8 +64,8 @@ def test_golden_tables_cover_every_backbone(family):
 def test_default_size_parameter_count(family):
     spec = BACKBONES[family]
     # A pretrained encoder's architecture is fixed: its test options only skip the weights download.
-    config = ModelConfig.of(family, **(spec.test_options if spec.input_bands else {}))
-    model = build_model(config, "genre", num_bands=spec.input_bands or 140, frames=1293, num_classes=10)
+    config = model_config(family, **(spec.test_options if spec.input_bands else {}))
+    model = build_model(config, get_task("genre"), num_bands=spec.input_bands or 140, frames=1293, num_classes=10)
     assert model.count_params() == DEFAULT_GENRE_PARAMS.get(family), model.count_params()
 
 
@@ -87,15 +96,15 @@ def test_harness(family, task, tmp_path):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_config_json_round_trip(family):
     config = tiny_config(family)
-    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert model_config_from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
 VARIABLE_LENGTH_CONFIGS = [pytest.param(tiny_config(name), id=name)
                            for name, spec in BACKBONES.items() if spec.variable_length] + [
-    pytest.param(ModelConfig.of("lstm", lstm_units=(6, 5), lstm_frame_stride=1), id="lstm-stacked"),
-    pytest.param(ModelConfig.of("lstm", lstm_units=(6,), lstm_frame_stride=3, lstm_bidirectional=True),
+    pytest.param(model_config("lstm", lstm_units=(6, 5), lstm_frame_stride=1), id="lstm-stacked"),
+    pytest.param(model_config("lstm", lstm_units=(6,), lstm_frame_stride=3, lstm_bidirectional=True),
                  id="lstm-bidirectional-stride3"),
-    pytest.param(ModelConfig.of("lstm", lstm_units=(6,), lstm_frame_stride=4, lstm_pooling="mean"),
+    pytest.param(model_config("lstm", lstm_units=(6,), lstm_frame_stride=4, lstm_pooling="mean"),
                  id="lstm-mean-stride4"),
 ]
 
@@ -159,8 +168,8 @@ def test_transfer_copies_backbone_and_freezes():
     # Move the BN statistics away from their initial values so a copy is detectable.
     first_bn = genre.get_layer("block1_bn")
     first_bn.moving_mean.assign(np.full(first_bn.moving_mean.shape, 0.7, np.float32))
-    assert set(transfer_model(genre, "multitask", config).output) == set(TASKS["multitask"].outputs)
-    emotion = transfer_model(genre, "valence", config)
+    assert set(transfer_model(genre, get_task("multitask"), config).output) == set(TASKS["multitask"].outputs)
+    emotion = transfer_model(genre, get_task("valence"), config)
     x = {"spectrogram": random_batch(np.random.default_rng(5), 2)}
     embed = lambda m: keras.Model(m.inputs, m.get_layer("embedding").output)(x)  # noqa: E731
     np.testing.assert_allclose(np.asarray(embed(emotion)), np.asarray(embed(genre)), atol=1e-6)
@@ -175,7 +184,7 @@ def test_transfer_copies_backbone_and_freezes():
 
 @pytest.mark.slow
 def test_transfer_fine_tuning_trains_the_backbone_only_when_unfrozen():
-    emotion = transfer_model(tiny_model("cnn", "genre"), "valence", tiny_config("cnn"))
+    emotion = transfer_model(tiny_model("cnn", "genre"), get_task("valence"), tiny_config("cnn"))
     set_backbone_trainable(emotion, False)
     frozen_kernel = np.array(emotion.get_layer("block1_conv").kernel)
     check_fit_step(emotion, "valence", jit_compile=False)
@@ -189,9 +198,9 @@ def test_transfer_fine_tuning_trains_the_backbone_only_when_unfrozen():
 
 def test_transfer_rejects_non_genre_model():
     with pytest.raises(ValueError, match="needs a genre model"):
-        transfer_model(tiny_model("cnn", "valence"), "energy", tiny_config("cnn"))
+        transfer_model(tiny_model("cnn", "valence"), get_task("energy"), tiny_config("cnn"))
     with pytest.raises(ValueError, match="source task"):
-        transfer_model(tiny_model("cnn", "genre"), "genre", tiny_config("cnn"))
+        transfer_model(tiny_model("cnn", "genre"), get_task("genre"), tiny_config("cnn"))
 
 
 def test_ast_weights_from_keras_file(tmp_path):
@@ -211,18 +220,18 @@ def test_ast_weights_from_keras_file(tmp_path):
 
 def test_training_cli_flags_make_the_model_config():
     from mgr_tf.models.ast import ASTOptions
-    from mgr_tf.training.cli import build_parser, configs_from_args
+    from mgr_tf.training.flags import build_parser, configs_from_args
 
     args = build_parser().parse_args(["--model", "ast", "--ast-stride", "8", "8", "--cnn-channels", "8", "8",
                                       "--dropout", "0.2"])
-    _, config, _ = configs_from_args(args)
+    _, config, _, _ = configs_from_args(args)
     # Only the chosen family's options reach the config; the CNN flag is parsed and ignored.
-    assert config == ModelConfig.of("ast", ast_stride=(8, 8), dropout=0.2), config
+    assert config == model_config("ast", ast_stride=(8, 8), dropout=0.2), config
     assert isinstance(config.backbone, ASTOptions) and config.ast_sizes()["stride"] == (8, 8)
     with pytest.raises(ValueError, match="not an option of the ast backbone"):
-        ModelConfig.of("ast", cnn_channels=(8, 8))
+        model_config("ast", cnn_channels=(8, 8))
     with pytest.raises(ValueError, match="divisible"):
-        ModelConfig.of("ast", ast_dim=30, ast_heads=4)
+        model_config("ast", ast_dim=30, ast_heads=4)
 
 
 @pytest.mark.slow
@@ -230,18 +239,17 @@ def test_training_cli_flags_make_the_model_config():
 @pytest.mark.parametrize("family", FUSED_FAMILIES)
 def test_trains_a_step_on_make_dataset_output(family, task, tiny_corpus):
     """Every family x task takes the real pipeline's batches (with the training code's compile)."""
-    from mgr_tf.config import DataConfig
+    from mgr_tf.core.config import DataConfig, RegressionConfig
     from mgr_tf.data import dataset_info, make_dataset
-    from mgr_tf.tasks import get_task
-    from mgr_tf.training.run import TrainConfig
+    from mgr_tf.training.fit import compile_for
 
     data = DataConfig(data_dir=str(tiny_corpus), task=task, beat=True, batch_size=8,
                       variable_length=BACKBONES[family].variable_length)
     info = dataset_info(data)
-    model = build_model(ModelConfig.of(family, **BACKBONES[family].test_options), task, num_bands=info.num_bands,
+    model = build_model(model_config(family, **BACKBONES[family].test_options), get_task(task), num_bands=info.num_bands,
                         frames=info.frames, num_classes=info.num_classes, norm_mean=info.norm_mean,
                         norm_std=info.norm_std)
-    fit_model = get_task(task).compile(model, TrainConfig(), 1e-3)
+    fit_model = compile_for(get_task(task), model, RegressionConfig(), 1e-3)
     before = [w.copy() for w in model.get_weights()]
     history = fit_model.fit(make_dataset(data, "train").take(1), epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"][0])

@@ -16,8 +16,9 @@ import pytest
 import soundfile as sf
 import tensorflow as tf
 
-from mgr_tf.config import DataConfig, FeatureConfig
-from mgr_tf.models.musicnn import N_MELS, SAMPLE_RATE, musicnn_input, musicnn_log_mel, resample_to_16k
+from mgr_tf.core.config import DataConfig, FeatureConfig
+from mgr_tf.models.musicnn.frontend import musicnn_input, musicnn_log_mel, resample_to_16k
+from mgr_tf.models.musicnn.presets import N_MELS, SAMPLE_RATE
 
 SR = 22050
 SECONDS = 4.0
@@ -28,7 +29,7 @@ FRAMES_4S = 1 + int(SECONDS * SAMPLE_RATE) // 256  # musicnn frames of a 4 s cli
 @pytest.fixture(scope="module")
 def encoder_root(tmp_path_factory):
     """Four genres x 4 clips of 4 s tones at 22050 Hz, ingested with --encoder musicnn: (audio dir, files, root)."""
-    from mgr_tf.audio.ingest import main
+    from mgr_tf.ingest import main
 
     tmp = tmp_path_factory.mktemp("musicnn_audio")
     audio = tmp / "audio"
@@ -49,7 +50,7 @@ def encoder_root(tmp_path_factory):
 
 def test_ingest_stores_the_encoder_input_beside_each_fused_array(encoder_root):
     from mgr_tf.audio.convert import read_manifest
-    from mgr_tf.audio.features import load_audio
+    from mgr_tf.features.spectral import load_audio
 
     audio, files, root = encoder_root
     _, records = read_manifest(root, "genre")
@@ -99,8 +100,8 @@ def test_pipeline_reads_the_stored_encoder_input(encoder_root):
 
 
 def test_spectrogram_only_root_is_refused_with_one_line(tiny_corpus, tmp_path, capsys):
-    from mgr_tf.cli import run_cli
-    from mgr_tf.training.cli import main
+    from mgr_tf.core.cli import run_cli
+    from mgr_tf.train import main
 
     code = run_cli(main, ["--data-dir", str(tiny_corpus), "--model", "musicnn", "--no-musicnn-pretrained",
                           "--out", str(tmp_path / "run"), "--export", "none"])
@@ -112,27 +113,30 @@ def test_spectrogram_only_root_is_refused_with_one_line(tiny_corpus, tmp_path, c
 
 
 def test_musicnn_flags_default_to_its_input_and_refuse_others():
-    from mgr_tf.cli import UserError
-    from mgr_tf.models import ModelConfig
-    from mgr_tf.training.cli import build_parser, configs_from_args, parse_args
-    from mgr_tf.training.run import TrainConfig, check_flags
+    from mgr_tf.core.cli import UserError
+    from mgr_tf.core.config import TrainConfig
+    from mgr_tf.data import resolve
+    from mgr_tf.models import model_config
+    from mgr_tf.training.flags import build_parser, configs_from_args, parse_args
+    from mgr_tf.training.plan import Plan, check
 
-    data, model, _ = configs_from_args(parse_args(build_parser(), ["--model", "musicnn"]))
-    assert (data.features, data.patch_frames, data.frames, data.batch_size) == ("musicnn", 0, 1870, 8)
+    data, model, _, _ = configs_from_args(parse_args(build_parser(), ["--model", "musicnn"]))
+    assert (data.features, data.patch_frames, resolve(data).frames, data.batch_size) == ("musicnn", 0, 1870, 8)
     assert model.musicnn_encoder == "MSD_musicnn" and model.musicnn_pretrained
-    data, _, _ = configs_from_args(parse_args(build_parser(), ["--model", "cnn"]))
+    data, _, _, _ = configs_from_args(parse_args(build_parser(), ["--model", "cnn"]))
     assert (data.features, data.patch_frames) == ("mfcc", 256)  # other families keep the general defaults
-    config = ModelConfig.of("musicnn", musicnn_pretrained=False)
+    config = model_config("musicnn", musicnn_pretrained=False)
     with pytest.raises(UserError, match="takes --features musicnn"):
-        check_flags(DataConfig(features="mfcc", patch_frames=0), TrainConfig(), config)
+        check(Plan(DataConfig(features="mfcc", patch_frames=0), config, TrainConfig()))
     with pytest.raises(UserError, match="--patch-frames 0"):
-        check_flags(DataConfig(features="musicnn", patch_frames=187), TrainConfig(), config)
+        check(Plan(DataConfig(features="musicnn", patch_frames=187), config, TrainConfig()))
     with pytest.raises(ValueError, match="no beat-synchronous copy"):
-        DataConfig(features="musicnn", beat=True)
+        resolve(DataConfig(features="musicnn", beat=True))
 
 
 def test_fine_tuning_trains_the_encoder_but_not_its_batch_norm_statistics():
-    from mgr_tf.models.musicnn_backbone import ENCODER_LAYER, fine_tune
+    from mgr_tf.models.musicnn.backbone import fine_tune
+    from mgr_tf.models.musicnn.presets import ENCODER_LAYER
     from tests.model_harness import check_fit_step, tiny_config, tiny_model
 
     config = tiny_config("musicnn", musicnn_fine_tune_epochs=2)
@@ -167,7 +171,7 @@ def musicnn_run(encoder_root, tmp_path_factory):
 
 def test_heads_are_fitted_on_standardised_embeddings_of_the_training_clips(musicnn_run):
     from mgr_tf.data import make_dataset
-    from mgr_tf.models import load_keras_model
+    from mgr_tf.models.build import load_keras_model
     from mgr_tf.training.frozen import split_at
 
     run_dir, report = musicnn_run
@@ -186,8 +190,8 @@ def test_heads_are_fitted_on_standardised_embeddings_of_the_training_clips(music
 
 def test_export_serves_16k_waveforms_as_the_stored_arrays(musicnn_run, encoder_root, capsys):
     from mgr_tf.audio.convert import read_manifest
-    from mgr_tf.audio.features import load_audio
-    from mgr_tf.serving.predict import main as predict_main
+    from mgr_tf.features.spectral import load_audio
+    from mgr_tf.predict import main as predict_main
     from tests.conftest import export_dir
 
     audio, files, root = encoder_root

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from mgr_tf import data
-from mgr_tf.config import DataConfig
-from mgr_tf.models import ModelConfig, build_model
+from mgr_tf.core.config import DataConfig
+from mgr_tf.data import resolve
+from mgr_tf.models import model_config
+from mgr_tf.models.build import build_model
 from mgr_tf.models.layers import RandomGain, SpecAugment, SplitWindows, WindowMean
+from mgr_tf.tasks import get_task
 from tests.conftest import TINY_CNN, export_dir, run_train
 
 
@@ -37,7 +40,7 @@ def test_window_mean_is_the_weighted_mean_and_skips_padding():
 
 def test_multi_window_model_averages_window_embeddings():
     keras.utils.set_random_seed(0)
-    model = build_model(ModelConfig.of("cnn", cnn_channels=(4, 4, 8, 8)), "genre", num_bands=12, frames=32,
+    model = build_model(model_config("cnn", cnn_channels=(4, 4, 8, 8)), get_task("genre"), num_bands=12, frames=32,
                         num_classes=3, window_hop=16)
     embed = keras.Model(model.input, model.get_layer("embedding").output)
     x = np.random.default_rng(0).normal(size=(1, 64, 12)).astype(np.float32)
@@ -75,9 +78,9 @@ def test_random_patches_are_fresh_each_epoch_and_reproducible(tiny_corpus):
     again = next(iter(data.make_dataset(cfg, "train", shuffle=False)))[0]["spectrogram"].numpy()
     np.testing.assert_array_equal(first, again)
     info = data.dataset_info(cfg)
-    assert (info.model_frames, info.window_hop, info.frames) == (32, 16, cfg.frames)
+    assert (info.model_frames, info.window_hop, info.frames) == (32, 16, resolve(cfg).frames)
     full = next(iter(data.make_dataset(cfg, "validation")))[0]["spectrogram"]
-    assert full.shape[1] == cfg.frames  # evaluation sees whole clips
+    assert full.shape[1] == resolve(cfg).frames  # evaluation sees whole clips
 
 
 def test_mixup_pairs_each_mixed_batch_with_both_label_sets(tiny_corpus):

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import export_dir
-from mgr_tf.cli import run_cli
+from mgr_tf.core.cli import run_cli
 from mgr_tf.data.readers import load_spectrogram
-from mgr_tf.serving.predict import main
+from mgr_tf.predict import main
+from tests.conftest import export_dir
 
 
 def _sample(corpus: Path, sub="fma_genre_spectrograms") -> Path:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mgr_tf.models.musicnn import MSD_TAGS, MTT_TAGS, PATCH_FRAMES, PRETRAINED, SAMPLE_RATE, musicnn_frontend
+from mgr_tf.models.musicnn.frontend import musicnn_frontend
+from mgr_tf.models.musicnn.presets import MSD_TAGS, MTT_TAGS, PATCH_FRAMES, PRETRAINED, SAMPLE_RATE
 
 WHEEL_CACHE = Path.home() / ".cache" / "mgr_tf" / "musicnn_wheel"
 # Largest |port - original graph| allowed on tags and embeddings (measured: <= 3.4e-6 on the embeddings,
@@ -128,7 +129,8 @@ def test_tag_constants_are_the_packages(musicnn_pkg):
 
 @pytest.mark.parametrize("model_name", ["MSD_musicnn", "MTT_vgg", "MTT_musicnn", "MSD_vgg"])
 def test_port_equals_original_graph(musicnn_pkg, model_name):
-    from mgr_tf.pretrained import load_pretrained, original_graph_outputs
+    from mgr_tf.models.musicnn.convert import load_pretrained
+    from mgr_tf.models.musicnn.parity import original_graph_outputs
 
     x = _patches()
     original = original_graph_outputs(musicnn_pkg / model_name, x)
@@ -142,7 +144,7 @@ def test_port_equals_original_graph(musicnn_pkg, model_name):
 
 
 def test_converted_keras_file_equals_original_graph(msd_keras, musicnn_pkg):
-    from mgr_tf.pretrained import original_graph_outputs
+    from mgr_tf.models.musicnn.parity import original_graph_outputs
 
     x = _patches(seed=1)
     original = original_graph_outputs(musicnn_pkg / "MSD_musicnn", x)
@@ -175,9 +177,9 @@ def _write_checkpoint(prefix: Path, tensors: dict) -> None:
 
 
 def _published_tensors(model_dir: Path) -> dict:
-    from mgr_tf.pretrained import checkpoint_prefix
-
     import tensorflow as tf
+
+    from mgr_tf.models.musicnn.convert import checkpoint_prefix
 
     with checkpoint_prefix(model_dir, model_dir.name) as prefix:
         reader = tf.train.load_checkpoint(prefix)
@@ -186,7 +188,7 @@ def _published_tensors(model_dir: Path) -> dict:
 
 @pytest.mark.parametrize("change", ["missing", "extra"])
 def test_converter_names_a_missing_or_extra_variable(musicnn_pkg, tmp_path, capsys, change):
-    from mgr_tf.cli import run_cli
+    from mgr_tf.core.cli import run_cli
     from mgr_tf.pretrained import main
 
     tensors = _published_tensors(musicnn_pkg / "MSD_musicnn")
@@ -220,7 +222,7 @@ def test_cli_bad_wheel_is_one_line_exit_2(tmp_path):
 def test_tag_helper_on_a_22050_hz_file(msd_keras, tmp_path):
     import soundfile as sf
 
-    from mgr_tf.pretrained import tag
+    from mgr_tf.models.musicnn.tagging import tag
 
     path = tmp_path / "clip.wav"
     sf.write(path, _music(7.0, seed=3, sr=22050), 22050)
@@ -234,9 +236,11 @@ def test_tag_helper_on_a_22050_hz_file(msd_keras, tmp_path):
 def test_exported_tagger_answers_tf_serving_rest_rows(msd_keras, tmp_path):
     import tensorflow as tf
 
-    from mgr_tf.pretrained import export_tagger
+    from mgr_tf.models import BACKBONES
+    from mgr_tf.serving.tagger import export_tagger
 
-    version = export_tagger(msd_keras, tmp_path / "musicnn_msd")
+    version = export_tagger(msd_keras, tmp_path / "musicnn_msd", BACKBONES["musicnn"].encoder.converter.tagger(),
+                            family="musicnn")
     assert version.name == "1" and (version / "saved_model.pb").exists()
     assert not [p for p in version.parent.iterdir() if p.name.startswith(".tmp")]
     assert (version / "assets" / "labels.txt").read_text().splitlines() == list(MSD_TAGS)
@@ -262,12 +266,15 @@ def test_exported_tagger_answers_tf_serving_rest_rows(msd_keras, tmp_path):
 def test_predict_tags_from_keras_file_and_from_tagger_export(msd_keras, tmp_path, capsys):
     import soundfile as sf
 
-    from mgr_tf.pretrained import export_tagger, tag
-    from mgr_tf.serving.predict import main as predict_main
+    from mgr_tf.models import BACKBONES
+    from mgr_tf.models.musicnn.tagging import tag
+    from mgr_tf.predict import main as predict_main
+    from mgr_tf.serving.tagger import export_tagger
 
     keras_file = tmp_path / "msd.keras"
     msd_keras.save(keras_file)
-    export = export_tagger(msd_keras, tmp_path / "tagger").parent
+    export = export_tagger(msd_keras, tmp_path / "tagger", BACKBONES["musicnn"].encoder.converter.tagger(),
+                           family="musicnn").parent
     clip = tmp_path / "clip.wav"
     sf.write(clip, _music(7.0, seed=4, sr=22050), 22050)
     [expected] = tag(msd_keras, [clip], top_k=3)
@@ -285,9 +292,12 @@ def test_backbone_pools_the_published_encoders_embeddings(msd_keras, musicnn_whe
     and from a .keras path: the pooled embedding is the mean of the converted encoder's per-patch embeddings."""
     import keras
 
-    from mgr_tf.models import ModelConfig, build_model
-    from mgr_tf.models.musicnn import N_MELS, PATCH_FRAMES, musicnn_log_mel
-    from mgr_tf.paths import cache_home
+    from mgr_tf.core.paths import cache_home
+    from mgr_tf.models import model_config
+    from mgr_tf.models.build import build_model
+    from mgr_tf.models.musicnn.frontend import musicnn_log_mel
+    from mgr_tf.models.musicnn.presets import N_MELS, PATCH_FRAMES
+    from mgr_tf.tasks import get_task
 
     wheel_dir = cache_home() / "musicnn_wheel"
     wheel_dir.mkdir(parents=True, exist_ok=True)
@@ -300,7 +310,7 @@ def test_backbone_pools_the_published_encoders_embeddings(msd_keras, musicnn_whe
     path = tmp_path / "msd.keras"
     msd_keras.save(path)
     for encoder in ("MSD_musicnn", str(path)):
-        model = build_model(ModelConfig.of("musicnn", musicnn_encoder=encoder), "genre", num_bands=N_MELS,
+        model = build_model(model_config("musicnn", musicnn_encoder=encoder), get_task("genre"), num_bands=N_MELS,
                             frames=1870, num_classes=4)
         pooled = keras.Model(model.input, model.get_layer("musicnn_pool").output)
         got = np.asarray(pooled({"spectrogram": frames[None]}, training=False))[0]

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mgr_tf.cli import _arg_docs
-from mgr_tf.config import FeatureConfig
+from mgr_tf.core.cli import _arg_docs
+from mgr_tf.core.config import FeatureConfig, ModelConfig
 from mgr_tf.data.layout import LABEL_KINDS
-from mgr_tf.feature_types import FEATURE_TYPES, get_feature_type
-from mgr_tf.models import BACKBONES, ModelConfig
+from mgr_tf.features.types import FEATURE_TYPES, get_feature_type
+from mgr_tf.models import BACKBONES, model_config
 from mgr_tf.tasks import TASKS, get_task
 
 
@@ -37,7 +37,7 @@ def test_backbone_options_are_documented_for_help(name):
     missing = [f.name for f in dataclasses.fields(spec.options) if not documented.get(f.name)]
     assert not missing, f"{spec.options.__name__}: no Args: entry for {missing}"
     # Its test sizes are valid options.
-    assert ModelConfig.of(name, **spec.test_options).family == name
+    assert model_config(name, **spec.test_options).family == name
 
 
 def test_model_config_common_fields_are_documented():
@@ -73,7 +73,7 @@ def test_stored_feature_types_compute_from_audio_and_serve_waveforms(name):
 
 
 def test_training_cli_choices_are_the_registries():
-    from mgr_tf.training.cli import build_parser
+    from mgr_tf.training.flags import build_parser
 
     actions = {a.dest: a for a in build_parser()._actions}
     assert actions["task"].choices == list(TASKS)
@@ -82,7 +82,7 @@ def test_training_cli_choices_are_the_registries():
 
 @pytest.mark.parametrize("lookup, known", [
     (get_task, TASKS),
-    (ModelConfig.of, BACKBONES),
+    (model_config, BACKBONES),
     (get_feature_type, FEATURE_TYPES),
 ], ids=["task", "backbone", "feature_type"])
 def test_unknown_names_raise_naming_the_known_ones(lookup, known):

@@ -22,7 +22,7 @@ def test_topics_name_registered_tasks_and_their_data(tmp_path):
 
 @pytest.mark.slow
 def test_quick_reproduction_writes_one_table_and_resumes(tiny_corpus, tmp_path, capsys):
-    from mgr_tf.analysis.reproduce import main
+    from mgr_tf.reproduce import main
 
     out = tmp_path / "reproduce"
     assert main(["--quick", "--data-dir", str(tiny_corpus), "--out", str(out)]) == 0

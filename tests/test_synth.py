@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mgr_tf.core.published import GENRE_MAP_20_TO_10, GENRES_20
 from mgr_tf.data import layout
-from mgr_tf.genres import GENRE_MAP_20_TO_10, GENRES_20
-from mgr_tf.audio.styles import emotion_knobs, emotion_targets
-from mgr_tf.audio.synth import _plan, generate_corpus, main
+from mgr_tf.data.synth.corpus import _plan, generate_corpus
+from mgr_tf.synth import main
+from mgr_tf.data.synth.styles import emotion_knobs, emotion_targets
 
 
 def _load(path: Path) -> np.ndarray:
@@ -48,7 +49,7 @@ def _emotion_rows(path: Path) -> list[tuple[str, float, float, float]]:
 def test_layout_and_formats(tiny_corpus):
     root = Path(tiny_corpus)
     assert sorted(p.name for p in root.iterdir()) == sorted([*layout.SUB_DATASETS, layout.FEATURES_FILE])
-    from mgr_tf.config import FeatureConfig
+    from mgr_tf.core.config import FeatureConfig
     from mgr_tf.data.prepare import data_feature_config
 
     assert data_feature_config(root) == FeatureConfig()
@@ -121,7 +122,7 @@ def test_deterministic_and_withheld_labels(tmp_path):
 
 
 def test_progress_in_a_log_is_a_few_plain_lines():
-    from mgr_tf.cli import Progress
+    from mgr_tf.core.cli import Progress
 
     log = io.StringIO()  # not a terminal
     with Progress(640, "synth", "clips", file=log) as bar:
@@ -139,7 +140,7 @@ def test_progress_in_a_log_is_a_few_plain_lines():
 def test_cli(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "x"), "--clips", "40", "--duration", "1.5", "--quiet"]) == 0
     assert "multitask_dataset_beat: train 32, test 8" in capsys.readouterr().out
-    from mgr_tf.cli import run_cli
+    from mgr_tf.core.cli import run_cli
 
     assert run_cli(main, ["--out", str(tmp_path / "y"), "--clips", "10"]) == 2
     assert "clips must be at least 40" in capsys.readouterr().err

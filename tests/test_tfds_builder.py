@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets import testing as tfds_testing
 
-from mgr_tf.tfds_fma.fma_spectrograms import fma_spectrograms_dataset_builder as fma
+from mgr_tf.data.fma_spectrograms import fma_spectrograms_dataset_builder as fma
 
 REPO = Path(__file__).resolve().parents[1]
 DUMMY = Path(fma.__file__).parent / "dummy_data"
@@ -93,9 +93,9 @@ def test_non_editable_install_carries_the_builder(tiny_corpus, tmp_path):
          "--target", str(target), str(REPO)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not (target / "datasets").exists()  # would shadow Hugging Face's `datasets`
-    assert (target / "mgr_tf" / "tfds_fma" / "fma_spectrograms" / "fma_spectrograms_dataset_builder.py").is_file()
+    assert (target / "mgr_tf" / "data" / "fma_spectrograms" / "fma_spectrograms_dataset_builder.py").is_file()
     script = (
-        "import mgr_tf, mgr_tf.data as d, mgr_tf.config as c\n"
+        "import mgr_tf, mgr_tf.data as d, mgr_tf.core.config as c\n"
         f"assert mgr_tf.__file__.startswith({str(target)!r}), mgr_tf.__file__\n"
         f"cfg = c.DataConfig(data_dir={str(tiny_corpus)!r}, beat=True, batch_size=64)\n"
         "print(sum(int(x['spectrogram'].shape[0]) for x, _ in d.make_dataset(cfg, 'test')))\n"

@@ -13,9 +13,9 @@ import time
 import numpy as np
 import pytest
 
+from mgr_tf.core.published import EMOTIONS
+from mgr_tf.train import main
 from tests.conftest import TINY_CNN, run_train
-from mgr_tf.genres import EMOTIONS
-from mgr_tf.training.cli import main
 
 # Every test here trains (end to end through the CLI).
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ def test_genre_report_numbers_equal_scikit_learn(genre_run, tiny_corpus):
     from sklearn.metrics import accuracy_score, f1_score
 
     from mgr_tf import data as D
-    from mgr_tf.config import DataConfig, from_dict
+    from mgr_tf.core.config import DataConfig, from_dict
 
     run_dir, report = genre_run
     config = json.loads((run_dir / "config.json").read_text())
@@ -86,7 +86,7 @@ def test_transfer_from_genre_model_runs_frozen_then_finetuned(genre_run, tiny_co
     (["--task", "valence", "--init-from", "/nonexistent/run"], "no trained model here"),
 ])
 def test_incompatible_or_bad_flags_give_one_clear_error(args, message, tiny_corpus, tmp_path, capsys):
-    from mgr_tf.cli import run_cli
+    from mgr_tf.core.cli import run_cli
 
     code = run_cli(main, [*args, "--data-dir", str(tiny_corpus), "--out", str(tmp_path / "r"), "--export", "none"])
     err = capsys.readouterr().err
@@ -94,7 +94,7 @@ def test_incompatible_or_bad_flags_give_one_clear_error(args, message, tiny_corp
 
 
 def test_init_from_a_regression_model_is_refused(multitask_run, tiny_corpus, tmp_path, capsys):
-    from mgr_tf.cli import run_cli
+    from mgr_tf.core.cli import run_cli
 
     run_dir, _ = multitask_run
     code = run_cli(main, ["--task", "valence", "--init-from", str(run_dir), "--data-dir", str(tiny_corpus),
@@ -104,7 +104,7 @@ def test_init_from_a_regression_model_is_refused(multitask_run, tiny_corpus, tmp
 
 
 def test_data_dir_lacking_the_sub_dataset_is_one_clear_error(tiny_corpus, tmp_path, capsys):
-    from mgr_tf.cli import run_cli
+    from mgr_tf.core.cli import run_cli
 
     root = tmp_path / "partial"
     shutil.copytree(tiny_corpus / "fma_genre_spectrograms", root / "fma_genre_spectrograms")

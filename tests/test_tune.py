@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from mgr_tf.cli import UserError, run_cli
-from mgr_tf.genres import EMOTIONS
-from mgr_tf.tuning.cli import main
+from mgr_tf.core.cli import UserError, run_cli
+from mgr_tf.core.published import EMOTIONS
+from mgr_tf.tune import main
 from mgr_tf.tuning.space import weights_from_values
 from mgr_tf.tuning.study import load_study, parse_study
 
@@ -139,7 +139,7 @@ def test_study_writes_table_with_references_best_json_and_plot(tune_run):
 def test_best_json_train_command_parses_back_to_the_best_trial_configs(tune_run, tiny_corpus):
     import shlex
 
-    from mgr_tf.training.cli import build_parser, configs_from_args
+    from mgr_tf.training.flags import build_parser, configs_from_args
     from mgr_tf.tuning.space import Setting, setting_configs
 
     study_path, run_dir, _ = tune_run
@@ -147,19 +147,21 @@ def test_best_json_train_command_parses_back_to_the_best_trial_configs(tune_run,
     best = json.loads((run_dir / "best.json").read_text())
     argv = shlex.split(best["train_command"])
     assert argv[:3] == ["python", "-m", "mgr_tf.train"]
-    data, model_config, train_config = configs_from_args(build_parser().parse_args(argv[3:]))
+    data, model_config, train_config, regression = configs_from_args(build_parser().parse_args(argv[3:]))
     weights = tuple(best["weights"][t] for t in EMOTIONS)
-    expected_model, expected_train = setting_configs(study, Setting(weights, False, tuple(best["values"].items())))
+    expected_model, expected_train, expected_regression = setting_configs(
+        study, Setting(weights, False, tuple(best["values"].items())))
     assert data == study.data_config(str(tiny_corpus))
     assert model_config == expected_model and model_config.cnn_channels == (4, 8, 8, 8)
     assert train_config == expected_train and train_config.learning_rate == best["values"]["learning_rate"]
+    assert regression == expected_regression
 
 
 def test_flags_from_dataclass_inverts_add_dataclass_args():
     import argparse
     from dataclasses import dataclass
 
-    from mgr_tf.cli import add_dataclass_args, dataclass_from_args, flags_from_dataclass
+    from mgr_tf.core.cli import add_dataclass_args, dataclass_from_args, flags_from_dataclass
 
     @dataclass(frozen=True)
     class Options:
@@ -222,7 +224,7 @@ def test_export_writes_a_saved_model_trained_on_train_plus_validation(resumed_ru
     assert (version / "saved_model.pb").is_file()
     config = json.loads((run_dir / "export_tuned" / "config.json").read_text())
     assert config["data"]["val_fraction"] == 0.0 and config["task"] == "multitask"
-    assert config["train"]["loss_weights"] == pytest.approx(
+    assert config["regression"]["loss_weights"] == pytest.approx(
         [json.loads((run_dir / "best.json").read_text())["weights"][t] for t in EMOTIONS])
     served = tf.saved_model.load(str(version)).signatures["serving_default"]
     out = served(spectrogram=tf.zeros([2, 64, 140]) + 0.5)

@@ -1,4 +1,4 @@
-"""`python -m mgr_tf.ensemble RUN_DIR...`: ensembles of genre runs trained on different feature types.
+"""Ensembles of genre runs trained on different feature types (`python -m mgr_tf.ensemble RUN_DIR...`).
 
 Report 3 (reference section 2) combined spectrogram, MFCC and chroma models by majority vote (0.57 against
 0.55 for its best single model). This module loads trained genre runs, checks that they share a split and a
@@ -11,18 +11,24 @@ that serves the whole ensemble (`ensemble_export`).
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
-import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from mgr_tf.cli import UserError, quiet_tensorflow
-from mgr_tf.config import DataConfig, FeatureConfig, from_dict, write_json
+from mgr_tf.analysis.ensemble_export import check_exportable, export_ensemble
+from mgr_tf.analysis.rules import DESCRIPTIONS, METHODS, decide
+from mgr_tf.core.cli import UserError
+from mgr_tf.core.config import DataConfig, FeatureConfig, from_dict
+from mgr_tf.core.io import write_json, write_text
+from mgr_tf.core.paths import DEFAULT_EXPORT_ROOT
+from mgr_tf.data import dataset_info, make_dataset
+from mgr_tf.models.build import load_keras_model
+from mgr_tf.tasks import get_task
+from mgr_tf.training.report import genre_metrics, plot_confusion_matrix
 
 # DataConfig fields that decide which clips land in which split and under which labels. The others (feature
 # type, beat, frames, batching) may differ between members: that is what an ensemble combines.
@@ -72,8 +78,6 @@ def load_member(run_dir: str | Path) -> Member:
         raise UserError(f"{path}: not a run config of mgr_tf ({type(exc).__name__}: {exc})") from None
     # The data's FeatureConfig carries the run's n_mfcc (the pipeline copies it there).
     if features.n_mfcc != data.n_mfcc:
-        import dataclasses
-
         features = dataclasses.replace(features, n_mfcc=data.n_mfcc)
     return Member(run_dir, config, data, features)
 
@@ -92,8 +96,6 @@ def check_members(members: Sequence[Member]) -> None:
     Raises:
         UserError: naming the runs and what differs.
     """
-    from mgr_tf.tasks import get_task
-
     if len(members) < 2:
         raise UserError(f"an ensemble needs at least two runs, got {len(members)}")
     for m in members:
@@ -115,15 +117,11 @@ def check_members(members: Sequence[Member]) -> None:
 
 def eval_split(members: Sequence[Member]) -> str:
     """"test" when every member's test split is labelled, else "validation" (shared: same seed and fraction)."""
-    from mgr_tf.data import dataset_info
-
     return "test" if all(dataset_info(m.data).test_labelled for m in members) else "validation"
 
 
 def member_predictions(member: Member, model, split: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(track ids, true class, probabilities (n, classes)) of one member on `split`, in pipeline order."""
-    from mgr_tf.data import make_dataset
-
     ids, truth, probs = [], [], []
     for features, targets in make_dataset(member.data, split, with_ids=True):
         ids.extend(t.decode() for t in features.pop("track_id").numpy())
@@ -171,9 +169,6 @@ def score(y_true: np.ndarray, probabilities: np.ndarray, methods: Sequence[str],
     Returns:
         (per-member metrics, {method: metrics}).
     """
-    from mgr_tf.analysis.rules import decide
-    from mgr_tf.training.report import genre_metrics
-
     members = [genre_metrics(y_true, p, class_names) for p in probabilities]
     num_classes = probabilities.shape[-1]
     rules = {m: genre_metrics(y_true, np.eye(num_classes)[decide(m, probabilities).numpy()], class_names)
@@ -195,10 +190,6 @@ def evaluate(members: Sequence[Member], methods: Sequence[str], out_dir: Path, *
     Returns:
         The report dict (also written to `out_dir/ensemble_report.json` and `.md`).
     """
-    from mgr_tf.analysis.rules import DESCRIPTIONS
-    from mgr_tf.models import load_keras_model
-    from mgr_tf.training.report import plot_confusion_matrix
-
     out_dir.mkdir(parents=True, exist_ok=True)
     models = models or [load_keras_model(m.run_dir) for m in members]
     class_names = list(members[0].config["class_names"])
@@ -249,62 +240,35 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `python -m mgr_tf.ensemble` flags."""
-    from mgr_tf.analysis.rules import DESCRIPTIONS
+def run_ensemble(run_dirs: Sequence[str | Path], method: str = "all", out: Path | None = None, *, command: str = "",
+                 export: str | None = None, export_root: str = DEFAULT_EXPORT_ROOT) -> dict:
+    """Loads the runs, scores the ensemble rules on their shared split, writes the report, exports if asked.
 
-    parser = argparse.ArgumentParser(
-        prog="python -m mgr_tf.ensemble",
-        description="Combine trained genre runs (e.g. mel, MFCC and chroma models) as report 3 did and score "
-                    "them on their shared test split (the validation split when the test split is unlabelled). "
-                    "The runs must share the data root, split settings and class names. Writes "
-                    "ensemble_report.json / .md and one confusion matrix per member and rule. Rules: "
-                    + "; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()) + ".")
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by python -m mgr_tf.train")
-    parser.add_argument("--method", default="all", choices=[*DESCRIPTIONS, "all"],
-                        help="rule(s) to score; also the rule behind the export's 'genre' output ('all' scores "
-                             "every rule and exports majority vote) (default: %(default)s)")
-    parser.add_argument("--out", default=None,
-                        help="report folder (default: runs/ensemble_<member folder names joined by '+'>)")
-    parser.add_argument("--export", default=None, metavar="NAME",
-                        help="also export the ensemble as ONE SavedModel <export-root>/NAME/<version>/ taking the "
-                             "fused spectrogram (and, when no member is beat-synchronous, the waveform)")
-    parser.add_argument("--export-root", default="exported_models", help="export root folder (default: %(default)s)")
-    return parser
+    Args:
+        run_dirs: run folders written by `python -m mgr_tf.train`.
+        method: a rule of `rules.METHODS`, or "all" (every rule scored; majority vote behind the export).
+        out: report folder (default: runs/ensemble_<member folder names joined by '+'>).
+        command: the command line, recorded in the report.
+        export: also export the ensemble as one SavedModel under this name.
+        export_root: export root folder.
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    quiet_tensorflow()
-    args = build_parser().parse_args(argv)
-    from mgr_tf.analysis.rules import METHODS
-
-    members = [load_member(d) for d in args.run_dirs]
+    Returns:
+        The report dict (ensemble_report.json).
+    """
+    members = [load_member(d) for d in run_dirs]
     check_members(members)
-    methods = list(METHODS) if args.method == "all" else [args.method]
-    out = Path(args.out or Path("runs") / ("ensemble_" + "+".join(m.run_dir.name for m in members)))
-    words = argv if argv is not None else sys.argv[1:]
-    command = "python -m mgr_tf.ensemble " + " ".join(shlex.quote(a) for a in words)
-    if args.export:
-        from mgr_tf.analysis.ensemble_export import check_exportable
-
-        check_exportable(members, args.export)  # refuse before the (long) evaluation
-    from mgr_tf.models import load_keras_model
-
+    methods = list(METHODS) if method == "all" else [method]
+    out = Path(out or Path("runs") / ("ensemble_" + "+".join(m.run_dir.name for m in members)))
+    if export:
+        check_exportable(members, export)  # refuse before the (long) evaluation
     models = [load_keras_model(m.run_dir) for m in members]
     report = evaluate(members, methods, out, command=command, models=models)
-    for i, m in enumerate(report["members"]):
-        print(f"[ensemble] member {i} {m['label']}: accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}")
-    for name, m in report["methods"].items():
-        print(f"[ensemble] {name}: accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}")
-    if args.export:
-        from mgr_tf.analysis.ensemble_export import export_ensemble
-
-        path = export_ensemble(members, models, args.export, method=methods[0], root=args.export_root,
+    if export:
+        path = export_ensemble(members, models, export, method=methods[0], root=export_root,
                                metrics={k: {"accuracy": v["accuracy"], "macro_f1": v["macro_f1"]}
                                         for k, v in report["methods"].items()})
         report["export_dir"] = str(path)
         write_json(out / f"{REPORT_NAME}.json", report)
-        (out / f"{REPORT_NAME}.md").write_text(render_markdown(report))
-        print(f"[ensemble] exported SavedModel: {path}")
-    print(f"[ensemble] report: {out / (REPORT_NAME + '.md')}")
-    return 0
+        write_text(out / f"{REPORT_NAME}.md", render_markdown(report))
+    report["out"] = str(out)
+    return report

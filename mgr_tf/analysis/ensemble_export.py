@@ -2,7 +2,7 @@
 
 Signatures (TF Serving loads the folder as it is, like `mgr_tf.serving.export`):
 - `serving_default`: `spectrogram`, float32 (batch, time, mel + chroma), the *fused* array raw, as stored.
-  Each member derives its own feature type from it in the graph (`mgr_tf.feature_types.derive`: mel rows,
+  Each member derives its own feature type from it in the graph (`mgr_tf.features.types.derive`: mel rows,
   chroma rows, MFCCs, ...) and runs its model (its normalisation is inside it).
 - `serving_waveform` (when no member is beat-synchronous): `waveform`, float32 (batch, samples) mono at the
   members' sample rate; the fused features are computed once in the graph and feed every member.
@@ -19,8 +19,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from mgr_tf.cli import UserError
-from mgr_tf.config import to_dict
+import keras
+import tensorflow as tf
+
+from mgr_tf.analysis.rules import decide
+from mgr_tf.core.cli import UserError
+from mgr_tf.core.config import to_dict
+from mgr_tf.features.spectral import fused_features
+from mgr_tf.features.types import derive, get_feature_type
+from mgr_tf.models.build import INPUT_NAME
+from mgr_tf.serving.export import write_version
 
 
 def _stft_settings(member) -> dict:
@@ -37,7 +45,6 @@ def check_exportable(members: Sequence, name: str) -> None:
     """
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"bad export name {name!r}: use a plain folder name")
-    from mgr_tf.feature_types import get_feature_type
 
     stored = [m.label for m in members if get_feature_type(m.data.features).stored]
     if stored:
@@ -74,15 +81,6 @@ def export_ensemble(members: Sequence, models: Sequence, name: str, *, method: s
     Raises:
         UserError: see `check_exportable`; an export that would hold GPU-only ops.
     """
-    import keras
-    import tensorflow as tf
-
-    from mgr_tf.analysis.rules import decide
-    from mgr_tf.audio.features import fused_features
-    from mgr_tf.feature_types import derive
-    from mgr_tf.models import INPUT_NAME
-    from mgr_tf.serving.export import write_version
-
     check_exportable(members, name)
     decide(method, tf.zeros([1, 1, 2]))  # ValueError naming the rules, before anything is written
     class_names = list(members[0].config["class_names"])

@@ -1,4 +1,4 @@
-"""`python -m mgr_tf.explore [DATA_ROOT | RUN_DIR] --out DIR`: the exploratory figures of the published reports.
+"""The exploratory figures of the published reports (`python -m mgr_tf.explore [DATA_ROOT | RUN_DIR] --out DIR`).
 
 For a dataset root (the layout of reference section 1; no argument = the embedded synthetic corpus) it draws:
 a mel spectrogram and a chromagram of one clip per genre class (full-length and beat-synchronous side by side),
@@ -10,58 +10,23 @@ lengths, and the emotion targets' histograms and correlation matrix. For a train
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+import librosa
 import numpy as np
+from scipy import stats
 
-from mgr_tf.cli import UserError, quiet_tensorflow
-from mgr_tf.config import BEAT_FRAMES, FeatureConfig, from_dict
-from mgr_tf.data import layout
-from mgr_tf.data import readers
-from mgr_tf.genres import EMOTIONS, GENRE_MAP_20_TO_10, GENRES_20
+from mgr_tf.analysis.figures import pyplot, save, slug, write_index
+from mgr_tf.core.cli import UserError
+from mgr_tf.core.config import BEAT_FRAMES, FeatureConfig, from_dict
+from mgr_tf.core.published import EMOTIONS, GENRE_MAP_20_TO_10, GENRES_20
+from mgr_tf.data import layout, readers
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-
-
-# ------------------------------------------------------------------------------------------ shared helpers
-def pyplot():
-    """matplotlib.pyplot on the file-only Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def slug(name: str) -> str:
-    """A file-name-safe form of a class name ("Hip-Hop" -> "hip-hop")."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "class"
-
-
-def save(fig, path: Path) -> Path:
-    """Saves and closes a figure."""
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    pyplot().close(fig)
-    return path
-
-
-def write_index(out: Path, title: str, sections: Sequence[tuple[str, str, Sequence[str]]]) -> Path:
-    """Writes `out/index.md`: a title, then per section its heading, text and images (file names in `out`)."""
-    lines = [f"# {title}", ""]
-    for heading, text, images in sections:
-        lines += [f"## {heading}", ""] + ([text, ""] if text else [])
-        for image in images:
-            lines += [f"![{Path(image).stem}]({image})", ""]
-    path = out / "index.md"
-    path.write_text("\n".join(lines))
-    return path
 
 
 # ------------------------------------------------------------------------------------------ data root
@@ -104,8 +69,6 @@ def plot_clip(full: np.ndarray, beat: np.ndarray | None, title: str, cfg: Featur
         path: PNG to write.
         with_beat: draw the beat-synchronous column at all (False when the root has no such sub-dataset).
     """
-    import librosa
-
     plt = pyplot()
     cols = 2 if with_beat else 1
     fig, axes = plt.subplots(2, cols, figsize=(12 if with_beat else 9, 6.5), squeeze=False,
@@ -195,8 +158,6 @@ def plot_emotions(values: np.ndarray, path: Path) -> Path:
 
 def plot_correlations(values: np.ndarray, path: Path) -> Path:
     """Pearson (lower-left annotation) correlation matrix of the emotion targets, with Spearman beside."""
-    from scipy import stats
-
     plt = pyplot()
     pearson = np.corrcoef(values.T)
     spearman = stats.spearmanr(values).statistic
@@ -281,50 +242,3 @@ def explore_data(root: Path, out: Path) -> Path:
     if not any(images for _, _, images in sections):
         raise UserError(f"{root}: no genre or emotion sub-dataset found (expected {', '.join(layout.SUB_DATASETS)})")
     return write_index(out, f"Exploring {root}", sections)
-
-
-# ------------------------------------------------------------------------------------------ CLI
-def is_run_dir(path: Path) -> bool:
-    """A training run folder (config.json and model.keras) rather than a dataset root."""
-    return (path / "config.json").is_file() and (path / "model.keras").is_file()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The `python -m mgr_tf.explore` flags."""
-    parser = argparse.ArgumentParser(
-        prog="python -m mgr_tf.explore",
-        description="Exploratory figures (PNGs listed in DIR/index.md). Given a dataset root: a mel spectrogram and "
-                    "a chromagram per genre (full and beat-synced side by side), clips per genre before and after "
-                    "the 20 -> 10 mapping, beat-synchronous lengths, emotion histograms and correlations. Given a "
-                    "trained CNN run folder: activation maps of its first conv blocks for one clip per genre and a "
-                    "2-D PCA of its embeddings coloured by genre.")
-    parser.add_argument("path", nargs="?", default=None, metavar="DATA_ROOT|RUN_DIR",
-                        help="a dataset root or a run folder of python -m mgr_tf.train (default: the embedded "
-                             "synthetic corpus, generated on first use)")
-    parser.add_argument("--out", default=None,
-                        help="output folder (default: RUN_DIR/explore for a run, explore/<root name> for a root)")
-    parser.add_argument("--blocks", type=int, default=2, help="run mode: conv blocks whose activations are drawn "
-                        "(default: %(default)s)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    quiet_tensorflow()
-    args = build_parser().parse_args(argv)
-    if args.path is not None and not Path(args.path).exists():
-        raise UserError(f"{args.path}: no such dataset root or run folder")
-    if args.path is not None and is_run_dir(Path(args.path)):
-        from mgr_tf.analysis.explore_run import explore_run
-
-        run_dir = Path(args.path)
-        index = explore_run(run_dir, Path(args.out or run_dir / "explore"), blocks=args.blocks)
-    else:
-        from mgr_tf.config import DataConfig
-        from mgr_tf.data import resolve_root
-
-        root = resolve_root(DataConfig(data_dir=args.path))
-        if args.path is not None and (Path(args.path) / "config.json").is_file():
-            raise UserError(f"{args.path}: a run folder without model.keras (training did not finish)")
-        index = explore_data(root, Path(args.out or Path("explore") / root.name))
-    print(f"[explore] wrote {index}")
-    return 0

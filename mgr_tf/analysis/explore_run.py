@@ -11,11 +11,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
+from matplotlib.lines import Line2D
+from sklearn.decomposition import PCA
 
-from mgr_tf.analysis.explore import pyplot, save, slug, write_index
-from mgr_tf.cli import UserError
-from mgr_tf.config import DataConfig, from_dict
+from mgr_tf.analysis.figures import pyplot, save, slug, write_index
+from mgr_tf.core.cli import UserError
+from mgr_tf.core.config import DataConfig, from_dict
+from mgr_tf.data import dataset_info, make_dataset
+from mgr_tf.models.build import EMBEDDING_LAYER, load_keras_model
+from mgr_tf.tasks import get_task
 
 TOP_CHANNELS = 3
 MARKERS = {"train": "o", "validation": "s", "test": "^"}
@@ -89,7 +95,6 @@ def plot_pca(points: np.ndarray, labels: np.ndarray, splits: list[str], class_na
                 ax.scatter(points[sel, 0], points[sel, 1], color=cmap(k % cmap.N), marker=marker, s=28, alpha=0.8,
                            edgecolors="none", label=label)
                 label = None
-    from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color="grey", marker=m, linestyle="none", label=s) for s, m in MARKERS.items()
                if (splits == s).any()]
@@ -113,12 +118,6 @@ def explore_run(run_dir: Path, out: Path, blocks: int = 2) -> Path:
     Raises:
         UserError: not a genre (classification) run, or a model without an `embedding` layer.
     """
-    import keras
-
-    from mgr_tf.data import dataset_info, make_dataset
-    from mgr_tf.models import EMBEDDING_LAYER, load_keras_model
-    from mgr_tf.tasks import get_task
-
     config = json.loads((run_dir / "config.json").read_text())
     data = from_dict(DataConfig, config["data"])
     if not get_task(data.task).classification:
@@ -170,8 +169,6 @@ def explore_run(run_dir: Path, out: Path, blocks: int = 2) -> Path:
         sections.append(("CNN activation maps", f"none: the {config['model']['family']} model has no conv blocks.", []))
     vectors, labels = np.concatenate(vectors), np.concatenate(labels)
     if len(vectors) >= 3 and vectors.shape[1] >= 2:
-        from sklearn.decomposition import PCA
-
         pca = PCA(n_components=2).fit(vectors)
         png = plot_pca(pca.transform(vectors), labels, splits, class_names, pca.explained_variance_ratio_,
                        f"PCA of the '{EMBEDDING_LAYER}' layer of {run_dir.name} ({len(vectors)} clips)",

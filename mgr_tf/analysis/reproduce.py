@@ -1,4 +1,4 @@
-"""`python -m mgr_tf.reproduce [--data-dir ROOT] [--quick]`: every research topic, one run each, in one table.
+"""Every research topic, one run each, in one table (`python -m mgr_tf.reproduce [--data-dir ROOT] [--quick]`).
 
 Runs each topic of the README's research table (and the MEL / chroma / MFCC models with their ensemble, as
 report 3 did) with the same code as `python -m mgr_tf.train`, then writes `reproduce.md` / `reproduce.json`:
@@ -9,15 +9,16 @@ link to each run's report. Finished topics are kept: rerunning continues where a
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-from mgr_tf.cli import quiet_tensorflow
-from mgr_tf.config import write_json
+from mgr_tf.analysis import ensemble
+from mgr_tf.core.io import write_json, write_text
+from mgr_tf.data.layout import sub_datasets
+from mgr_tf.tasks import get_task
+from mgr_tf.training.flags import build_parser, parse_args, plan_from_args
+from mgr_tf.training.runner import run
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,6 @@ QUICK_FLAGS = ("--epochs", "1", "--batch-size", "16", "--max-frames", "256", "--
 
 def run_topic(topic: Topic, out: Path, data_dir: str | None, quick: bool) -> dict:
     """The topic's report (trained now, or read back when its run finished earlier)."""
-    from mgr_tf.training.cli import main as train_main
-
     run_dir = out / topic.name
     report = run_dir / "report.json"
     if report.is_file():
@@ -87,23 +86,16 @@ def run_topic(topic: Topic, out: Path, data_dir: str | None, quick: bool) -> dic
     if topic.name == "energy_transfer":
         flags += ["--init-from", str(out / "genre_cnn")]
     print(f"[reproduce] {topic.name}: python -m mgr_tf.train {' '.join(flags)}", flush=True)
-    code = train_main([*flags, "--out", str(run_dir), "--export", "none", "--no-baseline"])
-    if code:
-        raise RuntimeError(f"{topic.name}: training failed with status {code}")
-    return json.loads(report.read_text())
+    argv = [*flags, "--out", str(run_dir), "--export", "none", "--no-baseline"]
+    return run(plan_from_args(parse_args(build_parser(), argv), argv))
 
 
 def run_ensemble(out: Path) -> dict:
     """Report 3's ensembles (vote, mean, confidence) of the MEL / chroma / MFCC runs."""
-    from mgr_tf.analysis.ensemble import REPORT_NAME
-    from mgr_tf.analysis.ensemble import main as ensemble_main
-
     folder = out / "ensemble_mel_chroma_mfcc"
-    path = folder / f"{REPORT_NAME}.json"
+    path = folder / f"{ensemble.REPORT_NAME}.json"
     if not path.is_file():
-        code = ensemble_main([*(str(out / m) for m in ENSEMBLE_MEMBERS), "--method", "all", "--out", str(folder)])
-        if code:
-            raise RuntimeError(f"ensemble failed with status {code}")
+        ensemble.run_ensemble([out / m for m in ENSEMBLE_MEMBERS], "all", folder)
     return json.loads(path.read_text())
 
 
@@ -139,8 +131,8 @@ def reproduce(out: Path, data_dir: str | None = None, quick: bool = False) -> li
         rows.append(row)
     if any(r["value"] is None for r in rows if r["name"] in ENSEMBLE_MEMBERS):
         return _finish(out, rows, data_dir, quick)
-    ensemble = run_ensemble(out)
-    for method, values in ensemble["methods"].items():
+    result = run_ensemble(out)
+    for method, values in result["methods"].items():
         rows.append({"name": "ensemble_mel_chroma_mfcc", "title": f"genre, ensemble of mel/chroma/MFCC CNNs ({method})",
                      "metric": "genre accuracy", "value": float(values["accuracy"]),
                      "published": ENSEMBLE_PUBLISHED if method == "vote" else "",
@@ -150,7 +142,7 @@ def reproduce(out: Path, data_dir: str | None = None, quick: bool = False) -> li
 
 def _finish(out: Path, rows: list[dict], data_dir: str | None, quick: bool) -> list[dict]:
     write_json(out / "reproduce.json", {"quick": quick, "data_dir": data_dir, "rows": rows})
-    (out / "reproduce.md").write_text(render_markdown(rows, quick, data_dir))
+    write_text(out / "reproduce.md", render_markdown(rows, quick, data_dir))
     return rows
 
 
@@ -158,28 +150,7 @@ def missing_data(topic: Topic, data_dir: str | None) -> str:
     """Why a topic cannot run on this root (its sub-dataset is absent), or "" when it can."""
     if data_dir is None:
         return ""
-    from mgr_tf.data.layout import sub_datasets
-    from mgr_tf.tasks import get_task
 
     task = topic.flags[topic.flags.index("--task") + 1]
     sub = sub_datasets(get_task(task).label_kind)["--beat" in topic.flags]
     return "" if (Path(data_dir) / sub).is_dir() else f"the root has no {sub}/"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    quiet_tensorflow()
-    parser = argparse.ArgumentParser(
-        prog="python -m mgr_tf.reproduce",
-        description="Run every research topic of the README (one training each, with the same code as "
-                    "python -m mgr_tf.train) and the mel/chroma/MFCC ensemble, then write one table beside the "
-                    "published numbers. Rerunning continues after the last finished topic.")
-    parser.add_argument("--data-dir", default=None, help="dataset root (default: the embedded synthetic corpus)")
-    parser.add_argument("--out", default=None, help="output folder (default: runs/reproduce[_quick])")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 epoch and tiny models for every topic (checks that all runs work)")
-    args = parser.parse_args(argv)
-    out = Path(args.out or ("runs/reproduce_quick" if args.quick else "runs/reproduce"))
-    rows = reproduce(out, args.data_dir, args.quick)
-    print(f"[reproduce] {len(rows)} rows: {out / 'reproduce.md'}", file=sys.stderr)
-    print(render_markdown(rows, args.quick, args.data_dir))
-    return 0

@@ -10,7 +10,7 @@ left to `argmax`, whose tie order TensorFlow does not guarantee.
 
 from __future__ import annotations
 
-import tensorflow as tf
+from mgr_tf.core.lazy import tf  # the rule names are read by the command-line parser
 
 METHODS = ("vote", "mean", "confidence")
 DESCRIPTIONS = {

@@ -21,12 +21,14 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from mgr_tf.audio.clips import NonFiniteFeatures, clip_features, decode_track
+from mgr_tf.audio.clips import decode_track
 from mgr_tf.audio.tracks import LABEL_KEYS, IngestConfig, Problem, Track, label_kind
-from mgr_tf.config import FeatureConfig, to_dict
+from mgr_tf.core.config import FeatureConfig, to_dict
+from mgr_tf.core.published import GENRES_20
 from mgr_tf.data import layout
 from mgr_tf.data.readers import VOCABULARY_FILE, id_sort_key
-from mgr_tf.genres import GENRES_20
+from mgr_tf.features.clips import NonFiniteFeatures, clip_features
+from mgr_tf.models import get_feature_type
 
 # One manifest per task, so a root can hold both the genre and the multitask sub-datasets.
 MANIFEST = "ingest_manifest_{task}.jsonl"
@@ -93,8 +95,6 @@ def convert_clip(track: Track, clip: np.ndarray, root: str | Path, task: str, cf
     full_name, beat_name = layout.sub_datasets(kind)
     root = Path(root)
     if cfg.encoder:
-        from mgr_tf.feature_types import get_feature_type
-
         stored = get_feature_type(cfg.encoder).from_audio(clip, fcfg)
         layout.write_sample(root / full_name / track.split, track.track_id, stored.T, cfg.gz, encoder=cfg.encoder)
     layout.write_sample(root / full_name / track.split, track.track_id, full.T, cfg.gz)

@@ -1,6 +1,6 @@
 """Audio folder -> dataset layout: `python -m mgr_tf.ingest AUDIO_DIR LABELS... --out ROOT`.
 
-Converts audio files (wav, flac, ogg, mp3; anything `mgr_tf.audio.features.load_audio` decodes) into
+Converts audio files (wav, flac, ogg, mp3; anything `mgr_tf.features.spectral.load_audio` decodes) into
 the layout of shared reference section 1, so the TFDS builder and `mgr_tf.data.make_dataset` read
 the result unchanged: genre labels give `fma_genre_spectrograms` + `_beat`, emotion labels give
 `multitask_dataset` + `_beat`. Every clip gets the full fused features and their beat-synchronous
@@ -23,8 +23,7 @@ summary and in `ROOT/ingest_summary.json`; bad files are tried again on the next
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
+import multiprocessing
 import os
 import sys
 import time
@@ -33,19 +32,28 @@ from pathlib import Path
 from typing import Sequence
 
 from mgr_tf.audio.clips import decode_track
-from mgr_tf.audio.convert import (MANIFEST, Manifest, convert_or_problem, manifest_path, outputs_exist,
-                                  read_manifest, settings_of, write_label_files)
+from mgr_tf.audio.convert import (
+    MANIFEST,
+    Manifest,
+    convert_or_problem,
+    manifest_path,
+    outputs_exist,
+    read_manifest,
+    settings_of,
+    write_label_files,
+)
 from mgr_tf.audio.labels import read_labels
-from mgr_tf.audio.tracks import SHORT_TOLERANCE_SECONDS, IngestConfig, LabelSet, Problem, Track
+from mgr_tf.audio.tracks import IngestConfig, LabelSet, Problem, Track
+from mgr_tf.core.cli import Progress, UserError
+from mgr_tf.core.config import FeatureConfig
+from mgr_tf.core.io import write_json
 from mgr_tf.data import layout
-from mgr_tf.cli import Progress, UserError, add_dataclass_args, dataclass_from_args, quiet_tensorflow, run_cli
-from mgr_tf.config import FeatureConfig, write_json
 
 SUMMARY = "ingest_summary.json"
 # Problems listed per kind in the summary file (all are counted).
 MAX_LISTED = 1000
 
-__all__ = ["MANIFEST", "SUMMARY", "IngestConfig", "ingest", "main", "print_summary", "summarize"]
+__all__ = ["MANIFEST", "SUMMARY", "IngestConfig", "ingest", "print_summary", "summarize"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -67,19 +75,14 @@ def _worker_decode(track: Track):
 
 def _decoded(tracks: list[Track], cfg: IngestConfig, fcfg: FeatureConfig):
     """Yields (track, clip, problem), decoding in worker processes when asked."""
-    import multiprocessing
-
     workers = cfg.workers or os.cpu_count() or 1
     workers = min(workers, len(tracks))
     if workers <= 1:
         for track in tracks:
             yield (track, *decode_track(track, cfg, fcfg))
         return
-    # Import TensorFlow (through features) but fork before its first op: the children share the
-    # imported modules and never run TensorFlow themselves. Platforms without fork pay one import
-    # per worker.
-    import mgr_tf.audio.features  # noqa: F401
-
+    # TensorFlow is imported (through the features) but has run no op yet: forked children share the
+    # imported modules and never run TensorFlow themselves. Platforms without fork pay one import per worker.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with multiprocessing.get_context(method).Pool(workers, _worker_init, (cfg, fcfg)) as pool:
         yield from pool.imap_unordered(_worker_decode, tracks, chunksize=1)
@@ -160,7 +163,7 @@ def ingest(audio_dir: str | Path, label_files: Sequence[str | Path], root: str |
             print(f"[ingest] {len(labels.tracks)} labelled tracks ({labels.task}{names}): {already} already "
                   f"converted, {len(todo)} to do, {len(labels.problems)} label problems", file=sys.stderr, flush=True)
         if beam_args is not None:
-            try:
+            try:  # Apache Beam is an optional extra, imported only for --beam
                 from mgr_tf.audio.ingest_beam import run_pipeline
             except ImportError as exc:
                 raise UserError(f"--beam needs Apache Beam (pip install 'mgr_tf[beam]'): {exc}") from None
@@ -231,48 +234,3 @@ def print_summary(summary: dict, file=sys.stderr, per_kind: int = 10) -> None:
             print(f"    {p['source']}: {p['reason']}", file=file)
         if count > per_kind:
             print(f"    ... ({count - per_kind} more in {Path(summary['root']) / SUMMARY})", file=file)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: converts an audio folder and prints the summary."""
-    parser = argparse.ArgumentParser(
-        prog="python -m mgr_tf.ingest",
-        description="Convert labelled audio files (wav, flac, ogg, mp3) into the dataset layout that "
-                    "mgr_tf.train reads: one clip per file, full and beat-synchronous fused (mel + chroma) "
-                    "features. Resumable: finished clips are listed in ROOT/ingest_manifest_<task>.jsonl and skipped "
-                    "on the next run; bad files are reported and counted in ROOT/ingest_summary.json.",
-        epilog="Unknown flags after --beam are passed to Apache Beam as pipeline options "
-               "(e.g. --runner=DirectRunner --direct_num_workers=2).")
-    parser.add_argument("audio_dir", metavar="AUDIO_DIR",
-                        help="folder of audio files (for FMA metadata: the fma_* folder holding 000/000002.mp3 ...)")
-    parser.add_argument("labels", metavar="LABELS", nargs="+",
-                        help="FMA tracks.csv (genres; genres.csv beside it refines sub-genres) and/or "
-                             "echonest.csv (valence, energy, danceability), or one plain CSV with the header "
-                             "'path,genre' or 'path,valence,energy,danceability' (paths relative to AUDIO_DIR; "
-                             "optional 'id' and 'split' (train/test) columns; any genre names)")
-    parser.add_argument("--out", required=True, metavar="ROOT", help="dataset root to write (or resume)")
-    parser.add_argument("--clip-seconds", type=float, default=FeatureConfig.clip_seconds,
-                        help=f"clip length in seconds (default: {FeatureConfig.clip_seconds:g}); files shorter by "
-                             f"up to {SHORT_TOLERANCE_SECONDS:g} s are kept unless --min-seconds says otherwise")
-    add_dataclass_args(parser, IngestConfig)
-    parser.add_argument("--beam", action="store_true",
-                        help="run the conversion as an Apache Beam pipeline (needs the 'beam' extra); "
-                             "unknown flags become Beam pipeline options (default runner: DirectRunner)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    args, extra = parser.parse_known_args(argv)
-    if extra and not args.beam:
-        parser.error(f"unrecognized arguments: {' '.join(extra)} (pipeline options need --beam)")
-    if args.clip_seconds <= 0:
-        raise UserError(f"--clip-seconds must be positive, got {args.clip_seconds}")
-    cfg = dataclass_from_args(IngestConfig, args)
-    fcfg = dataclasses.replace(FeatureConfig(), clip_seconds=args.clip_seconds)
-    quiet_tensorflow()
-    summary = ingest(args.audio_dir, args.labels, args.out, cfg, fcfg, progress=not args.quiet,
-                     beam_args=list(extra) if args.beam else None)
-    print_summary(summary)
-    print(f"wrote {summary['root']} (summary: {Path(summary['root']) / SUMMARY})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

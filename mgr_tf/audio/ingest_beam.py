@@ -24,7 +24,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from mgr_tf.audio.convert import LABEL_FORMATS, convert_track
 from mgr_tf.audio.tracks import IngestConfig, Problem, Track, label_kind
-from mgr_tf.config import FeatureConfig, from_dict, to_dict
+from mgr_tf.core.cli import quiet_tensorflow
+from mgr_tf.core.config import FeatureConfig, from_dict, to_dict
 
 
 class ConvertTrack(beam.DoFn):
@@ -42,8 +43,6 @@ class ConvertTrack(beam.DoFn):
         self.root, self.task, self.cfg_dict, self.fcfg_dict = root, task, cfg, fcfg
 
     def setup(self):
-        from mgr_tf.cli import quiet_tensorflow
-
         quiet_tensorflow()
         self.cfg = from_dict(IngestConfig, self.cfg_dict)
         self.fcfg = from_dict(FeatureConfig, self.fcfg_dict)

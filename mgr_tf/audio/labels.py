@@ -6,7 +6,7 @@ Analysis", ISMIR 2017), `tracks.csv` (genre and the `set.split` / `set.subset` c
 or a plain CSV `path,genre` / `path,valence,energy,danceability` (paths relative to AUDIO_DIR;
 optional `id` and `split` columns).
 
-Genre names: FMA's 20 (`mgr_tf.genres.GENRES_20`; other genres are skipped as unknown) for FMA
+Genre names: FMA's 20 (`mgr_tf.core.published.GENRES_20`; other genres are skipped as unknown) for FMA
 metadata and for label files whose genres are all among them, else the label file's own names (GTZAN's
 "blues", "country", ... or any other set of two or more), which `mgr_tf.audio.convert` writes to
 `genres.txt` beside the data. `IngestConfig.genre_vocabulary` overrides the choice.
@@ -22,11 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from mgr_tf.cli import UserError
+from mgr_tf.audio.tracks import (
+    AUDIO_EXTENSIONS,
+    FMA_SUBSETS,
+    LABEL_KEYS,
+    IngestConfig,
+    LabelSet,
+    Problem,
+    Track,
+    label_kind,
+)
+from mgr_tf.core.cli import UserError
+from mgr_tf.core.published import EMOTIONS, GENRES_20
 from mgr_tf.data.splits import stratified_split
-from mgr_tf.genres import EMOTIONS, GENRES_20
-from mgr_tf.audio.tracks import (AUDIO_EXTENSIONS, FMA_SUBSETS, LABEL_KEYS, IngestConfig, LabelSet, Problem,
-                                 Track, label_kind)
 
 # FMA's set.split values -> the two splits of the layout.
 FMA_SPLITS = {"training": "train", "validation": "train", "test": "test"}
@@ -308,12 +316,17 @@ def _labels_from_plain(path: Path, audio_dir: Path, cfg: IngestConfig) -> LabelS
 # FMA metadata.
 
 
-def _read_fma(path: Path, header_rows: int):
+def _pandas(path: Path):
+    """pandas, imported only for FMA's metadata files (it takes a second to import)."""
     try:
-        import pandas as pd
+        import pandas  # heavy, and needed only by FMA metadata
     except ImportError:
         raise UserError(f"{path}: reading FMA metadata needs pandas (pip install pandas)") from None
+    return pandas
 
+
+def _read_fma(path: Path, header_rows: int):
+    pd = _pandas(path)
     try:
         frame = pd.read_csv(path, index_col=0, header=list(range(header_rows)), low_memory=False)
     except Exception as exc:  # pandas raises parser errors of several types
@@ -333,9 +346,7 @@ def _fma_genre_titles(tracks_csv: Path) -> dict[int, str]:
     genres_csv = tracks_csv.with_name("genres.csv")
     if not genres_csv.is_file():
         return {}
-    import pandas as pd
-
-    frame = pd.read_csv(genres_csv, index_col=0)
+    frame = _pandas(genres_csv).read_csv(genres_csv, index_col=0)
     if "title" not in frame.columns:
         raise ValueError(f"{genres_csv}: missing column 'title' (expected FMA's genres.csv)")
     return {int(k): str(v) for k, v in frame["title"].items()}

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mgr_tf.feature_types import encoder_inputs
+from mgr_tf.models import encoder_inputs
+from mgr_tf.tasks import get_task
 
 TASKS = ("auto", "genre", "multitask")
 CLIP_MODES = ("centre", "first", "pad")
@@ -31,8 +32,6 @@ def label_kind(task: str) -> str:
     Args:
         task: the task, as named by `--task` (not "auto").
     """
-    from mgr_tf.tasks import get_task
-
     return get_task(task).label_kind
 
 

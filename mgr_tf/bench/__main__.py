@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib
 import json
 import sys
 from typing import Sequence
 
-from mgr_tf.cli import quiet_tensorflow, run_cli
+from mgr_tf.bench import BENCHMARKS, ON_REQUEST
+from mgr_tf.core.cli import ArgumentParser, quiet_tensorflow, run_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_tensorflow()
-    from mgr_tf.bench import BENCHMARKS, ON_REQUEST
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m mgr_tf.bench",
         description="Run mgr_tf's benchmarks and print one table. Each target is a ratio measured "
                     "side by side in the same run, so numbers from a noisy shared machine stay comparable.")

@@ -15,16 +15,19 @@ import time
 
 import numpy as np
 
+from mgr_tf import data
 from mgr_tf.bench import Row
+from mgr_tf.core.config import DataConfig, FeatureConfig
+from mgr_tf.core.paths import cache_home
+from mgr_tf.core.published import GENRES_20
+from mgr_tf.data import readers as mgr_io
+from mgr_tf.data.synth.corpus import generate_corpus
 
 BASELINE = "per-file NumPy loader (np.load, transpose, pad in Python)"
 BATCH = 32
 
 
 def _corpus(quick: bool):
-    from mgr_tf.paths import cache_home
-    from mgr_tf.audio.synth import generate_corpus
-
     clips, duration = (40, 10.0) if quick else (120, 30.0)
     root = cache_home() / "bench" / f"data-corpus-{clips}x{duration:g}s"
     if not (root / "multitask_dataset_beat" / "train_labels.txt").is_file():
@@ -67,19 +70,15 @@ def run(quick: bool) -> list[Row]:
     Args:
         quick: a smaller corpus (40 clips of 10 s) for a fast check.
     """
-    from mgr_tf import data
-    from mgr_tf.data import readers as mgr_io
-    from mgr_tf.config import DataConfig
-    from mgr_tf.genres import GENRES_20
-
     root = _corpus(quick)
     rows: list[Row] = []
     for beat in (False, True):
         cfg = DataConfig(data_dir=str(root), beat=beat, num_genres=20, val_fraction=0.0,
                          batch_size=BATCH)
         data.dataset_info(cfg)  # prepare the TFRecords outside the timing
+        spec = data.resolve(cfg)
         ids = data.split_ids(cfg, "train")
-        listing = {e.track_id: e for e in mgr_io.list_split(root, cfg.sub_dataset, "train").examples}
+        listing = {e.track_id: e for e in mgr_io.list_split(root, spec.sub_dataset, "train").examples}
         paths = [listing[t].path for t in ids]
         labels = [GENRES_20.index(listing[t].genre) for t in ids]
         ds = data.make_dataset(cfg, "train")  # the training path: cached, shuffled, batched
@@ -89,7 +88,7 @@ def run(quick: bool) -> list[Row]:
             n_tf = _tf_epoch(ds)
             t_tf = time.perf_counter() - start
             start = time.perf_counter()
-            n_np = _numpy_epoch(paths, labels, cfg.frames, cfg.num_bands)
+            n_np = _numpy_epoch(paths, labels, spec.frames, spec.feature.bands(FeatureConfig()))
             t_np = time.perf_counter() - start
             assert n_tf == n_np == len(ids)
             tf_rate, np_rate = n_tf / t_tf, n_np / t_np
@@ -98,5 +97,5 @@ def run(quick: bool) -> list[Row]:
                 value=round(tf_rate, 1), unit="examples/s", ratio=round(tf_rate / np_rate, 2),
                 baseline=BASELINE,
                 target=">= 5x after the first epoch" if (not beat and epoch == 2) else "",
-                extra={"numpy_examples_per_s": round(np_rate, 1), "frames": cfg.frames}))
+                extra={"numpy_examples_per_s": round(np_rate, 1), "frames": spec.frames}))
     return rows

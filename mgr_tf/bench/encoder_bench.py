@@ -4,11 +4,11 @@ On Emotify (400 real clips from Magnatune, 4 genres; Aljanaki, Wiering and Veltk
 induced by music through a crowdsourcing game", Information Processing & Management 2016), read from
 `/work/shared/realdata/emotify/` or `$MGR_TF_REALDATA/emotify`, every clip is embedded with the frozen
 MSD_musicnn port (Pons and Serra, "musicnn: pre-trained convolutional neural networks for music audio
-tagging", ISMIR-LBD 2019; `mgr_tf.pretrained`): the 200-d penultimate layer of each non-overlapping 3 s
+tagging", ISMIR-LBD 2019; `mgr_tf.models.musicnn`): the 200-d penultimate layer of each non-overlapping 3 s
 patch, pooled over the clip by mean, mean+std or max. A standardised logistic regression on the pooled
 embedding is compared, on the same 5 stratified folds (shuffled, seed 0), with a standardised logistic
 regression on the per-band mean and std over time of the 22050 Hz fused features (128-band log-mel dB +
-12 chroma, `mgr_tf.audio.features.fused_features`). The pooling with the best mean CV accuracy is kept
+12 chroma, `mgr_tf.features.spectral.fused_features`). The pooling with the best mean CV accuracy is kept
 (chosen on these same folds, so slightly optimistic; all three are recorded in `extra`).
 
 Target: encoder accuracy >= baseline + 0.10. Two more rows time, side by side in one run, the embedding of
@@ -23,7 +23,6 @@ Embeddings and baseline features are cached under `~/.cache/mgr_tf/encoder_bench
 by the clip list, so reruns only redo the cross-validation.
 
     python -m mgr_tf.bench --only encoder     (once registered in mgr_tf.bench.BENCHMARKS)
-    python -m mgr_tf.bench.encoder_bench [--quick]
 """
 
 from __future__ import annotations
@@ -35,9 +34,24 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from mgr_tf.bench import Row, timeit
+from mgr_tf.core.config import DataConfig, FeatureConfig
+from mgr_tf.core.paths import cache_home
+from mgr_tf.features.spectral import AudioFeatures, fused_features, load_audio
+from mgr_tf.models import model_config
+from mgr_tf.models.build import build_model
+from mgr_tf.models.musicnn.convert import encoder_file
+from mgr_tf.models.musicnn.frontend import musicnn_frontend, resample_to_16k
+from mgr_tf.models.musicnn.presets import EMBEDDING_OUTPUT, SAMPLE_RATE
+from mgr_tf.tasks import get_task
 
 MODEL_NAME = "MSD_musicnn"
 FOLDS = 5
@@ -56,20 +70,14 @@ def emotify_dir() -> Path | None:
 
 
 def _cache_dir() -> Path:
-    from mgr_tf.paths import cache_home
-
     path = cache_home() / "encoder_bench"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def musicnn_model(name: str = MODEL_NAME):
-    """The converted port of `name` (`mgr_tf.pretrained.encoder_file`: converted once into the cache, the wheel
+    """The converted port of `name` (`mgr_tf.models.musicnn.convert.encoder_file`: converted once into the cache, the wheel
     fetched with pip once)."""
-    import keras
-
-    from mgr_tf.pretrained import encoder_file
-
     return keras.saving.load_model(encoder_file(name), compile=False)
 
 
@@ -96,12 +104,6 @@ def _key(clips: list[tuple[Path, str]]) -> str:
 
 def _features(clips: list[tuple[Path, str]]) -> dict[str, np.ndarray]:
     """Per clip: pooled musicnn embeddings (mean, std, max over patches) and the baseline's band statistics."""
-    import tensorflow as tf
-
-    from mgr_tf.audio.features import fused_features, load_audio
-    from mgr_tf.config import FeatureConfig
-    from mgr_tf.models.musicnn import EMBEDDING_OUTPUT, musicnn_frontend, resample_to_16k
-
     path = _cache_dir() / f"emotify_{MODEL_NAME}_{CACHE_VERSION}_{_key(clips)}.npz"
     if path.exists():
         with np.load(path) as data:
@@ -140,11 +142,6 @@ def pooled(features: dict[str, np.ndarray], pooling: str) -> np.ndarray:
 
 def cv_accuracy(x: np.ndarray, y: np.ndarray, folds: int = FOLDS) -> np.ndarray:
     """Per-fold accuracy of a standardised logistic regression (StratifiedKFold, shuffled, seed 0)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     scores = []
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=SEED).split(x, y):
         head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
@@ -160,17 +157,10 @@ def _throughput(quick: bool) -> list[Row]:
     the CNN (default size, random weights: the time does not depend on them) computes the default mfcc features
     from 22050 Hz audio in the graph and averages over its 256-frame windows (hop 128), as its serving_waveform.
     """
-    import tensorflow as tf
-
-    from mgr_tf.audio.features import AudioFeatures
-    from mgr_tf.config import DataConfig, FeatureConfig
-    from mgr_tf.models import ModelConfig, build_model
-    from mgr_tf.models.musicnn import EMBEDDING_OUTPUT, SAMPLE_RATE, musicnn_frontend
-
     model = musicnn_model()
     embed = tf.function(lambda w: model(musicnn_frontend(w), training=False)[EMBEDDING_OUTPUT])
     data, cfg = DataConfig(), FeatureConfig()
-    cnn = build_model(ModelConfig.of("cnn"), "genre", num_bands=data.num_bands, frames=data.patch_frames,
+    cnn = build_model(model_config("cnn"), get_task("genre"), num_bands=data.num_bands, frames=data.patch_frames,
                       window_hop=data.patch_frames // 2, num_classes=10)
     features = AudioFeatures.from_feature_config(cfg, bands=data.features)
     infer = tf.function(lambda w: cnn({"spectrogram": features(w[None])}, training=False)["genre"])
@@ -238,18 +228,3 @@ def run(quick: bool) -> list[Row]:
                                "patches_per_clip_mean": float(features["patches"].mean())}))
     rows += _throughput(quick)
     return rows
-
-
-if __name__ == "__main__":
-    import argparse
-    import dataclasses
-    import json
-
-    from mgr_tf.cli import quiet_tensorflow
-
-    quiet_tensorflow()
-    parser = argparse.ArgumentParser(prog="python -m mgr_tf.bench.encoder_bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run (subset unless cached)")
-    args = parser.parse_args()
-    for row in run(args.quick):
-        print(json.dumps(dataclasses.asdict(row)))

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import functools
 
+import librosa
 import numpy as np
+import tensorflow as tf
 
 from mgr_tf.bench import Row, timeit
-from mgr_tf.config import FeatureConfig
+from mgr_tf.core.config import FeatureConfig
+from mgr_tf.data.synth.corpus import STYLES, _genre_knobs, synthesize
+from mgr_tf.features.spectral import fused_features
 
 
 def _clips(count: int, seconds: float, sr: int) -> np.ndarray:
-    from mgr_tf.audio.synth import STYLES, _genre_knobs, synthesize
-
     out = []
     for i in range(count):
         rng = np.random.default_rng([7, i])
@@ -26,8 +28,6 @@ def _clips(count: int, seconds: float, sr: int) -> np.ndarray:
 
 
 def _librosa_fused(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    import librosa
-
     power = np.abs(librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length)) ** 2
     mel = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=cfg.sample_rate, n_mels=cfg.n_mels),
                               ref=1.0, amin=1e-10, top_db=cfg.top_db)
@@ -41,10 +41,6 @@ def run(quick: bool) -> list[Row]:
     Args:
         quick: fewer clips and repeats (a smoke run).
     """
-    import tensorflow as tf
-
-    from mgr_tf.audio.features import fused_features
-
     cfg = FeatureConfig()
     seconds = 30.0
     batch = 4 if quick else 16

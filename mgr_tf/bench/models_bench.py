@@ -7,38 +7,31 @@ input, so the ratios stay comparable on a shared machine.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from mgr_tf.bench import Row, timeit
-from mgr_tf.config import BEAT_FRAMES, FULL_FRAMES, FUSED_BANDS
-
+from mgr_tf.core.config import BEAT_FRAMES, FULL_FRAMES, FUSED_BANDS
+from mgr_tf.models import BACKBONES, get_backbone, model_config
+from mgr_tf.models.build import build_model
+from mgr_tf.tasks import get_task, task_losses
 
 
 def families() -> tuple[str, ...]:
     """Every registered backbone, the CNN (the reference of the ratios) first."""
-    from mgr_tf.models import BACKBONES
-
     return ("cnn", *(name for name in BACKBONES if name != "cnn"))
 
 
 def _measure(family: str, frames: int, batch: int, repeat: int) -> dict:
-    import keras
-    import tensorflow as tf
-
-    from mgr_tf.losses import task_losses
-    from mgr_tf.models import ModelConfig, build_model
-
-    import dataclasses
-
-    from mgr_tf.models import get_backbone
-
     # Beat-synchronous inputs are short: a backbone that pools frames keeps every frame there, as documented.
     options = {f.name for f in dataclasses.fields(get_backbone(family).options)}
-    config = ModelConfig.of(family, **({"lstm_frame_stride": 1} if frames != FULL_FRAMES and
+    config = model_config(family, **({"lstm_frame_stride": 1} if frames != FULL_FRAMES and
                                        "lstm_frame_stride" in options else {}))
-    model = build_model(config, "genre", num_bands=FUSED_BANDS, frames=frames)
+    model = build_model(config, get_task("genre"), num_bands=FUSED_BANDS, frames=frames)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=task_losses("genre"))
     rng = np.random.default_rng(0)
     x = {"spectrogram": rng.standard_normal((batch, frames, FUSED_BANDS)).astype(np.float32)}

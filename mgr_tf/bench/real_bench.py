@@ -22,7 +22,21 @@ import sys
 import time
 from pathlib import Path
 
+import keras
+
+from mgr_tf.audio.ingest import ingest
+from mgr_tf.audio.tracks import IngestConfig
 from mgr_tf.bench import Row
+from mgr_tf.core.config import DataConfig, RegressionConfig, TrainConfig
+from mgr_tf.core.paths import cache_home
+from mgr_tf.data import dataset_info, make_dataset
+from mgr_tf.models import get_backbone, model_config
+from mgr_tf.models.build import build_model
+from mgr_tf.tasks import get_task
+from mgr_tf.training.baseline import BASELINE_FAMILY, baseline_plan
+from mgr_tf.training.cv import cross_validate
+from mgr_tf.training.fit import compile_for
+from mgr_tf.training.plan import Plan
 
 FOLDS = 5
 MODELS = ("summary", "cnn", "lstm", "ast", "musicnn")  # the first is the baseline (trained as in every report)
@@ -39,8 +53,6 @@ def emotify_dir() -> Path | None:
 
 def ingest_emotify(source: Path, root: Path) -> Path:
     """Ingests Emotify once (resumable) with lower-case genre names; returns the dataset root."""
-    from mgr_tf.audio.ingest import main as ingest_main
-
     root.mkdir(parents=True, exist_ok=True)
     labels = root / "emotify_labels.csv"
     with open(source / "labels.csv") as fh, open(labels, "w", newline="") as out:
@@ -48,10 +60,7 @@ def ingest_emotify(source: Path, root: Path) -> Path:
         writer.writerow(["path", "genre"])
         for row in csv.DictReader(fh):
             writer.writerow([row["path"], row["genre"].lower()])
-    code = ingest_main([str(source / "audio"), str(labels), "--out", str(root), "--clip", "pad", "--quiet",
-                        "--encoder", "musicnn"])
-    if code:
-        raise RuntimeError(f"ingest of {source} failed with status {code}")
+    ingest(source / "audio", [labels], root, IngestConfig(clip="pad", encoder="musicnn"), progress=False)
     return root
 
 
@@ -61,12 +70,6 @@ def run(quick: bool) -> list[Row]:
         print("[bench real] skipped: no real data here (expected ../shared/realdata/emotify/ with labels.csv "
               "and audio/, or MGR_TF_REALDATA)", file=sys.stderr)
         return []
-    from mgr_tf.config import DataConfig
-    from mgr_tf.models import ModelConfig, get_backbone
-    from mgr_tf.paths import cache_home
-    from mgr_tf.training.baseline import BASELINE_FAMILY, baseline_configs
-    from mgr_tf.training.cv import cross_validate
-    from mgr_tf.training.run import TrainConfig
 
     started = time.time()
     root = ingest_emotify(source, cache_home() / "bench" / "emotify-musicnn")
@@ -77,15 +80,14 @@ def run(quick: bool) -> list[Row]:
     for family in MODELS:
         spec = get_backbone(family)
         data = DataConfig(data_dir=str(root), variable_length=spec.variable_length, **spec.data_defaults)
-        model, train = ModelConfig(family=family), TrainConfig()
-        if family == BASELINE_FAMILY:  # the baseline as every report trains it
-            data, model, train = baseline_configs(data)
-        if quick:
-            train = dataclasses.replace(train, epochs=2)
         out = cache_home() / "bench" / f"emotify_cv{folds}{'_quick' if quick else ''}_{family}"
-        result = cross_validate(data, model, train, folds, out,
-                                command=f"python -m mgr_tf.cv {root} --folds {folds} --model {family} --no-baseline",
-                                baseline=False)
+        plan = Plan(data, model_config(family), TrainConfig(), run_dir=out,
+                    command=f"python -m mgr_tf.cv {root} --folds {folds} --model {family} --no-baseline")
+        if family == BASELINE_FAMILY:  # the baseline as every report trains it
+            plan = dataclasses.replace(baseline_plan(plan), run_dir=out, command=plan.command)
+        if quick:
+            plan = dataclasses.replace(plan, train=dataclasses.replace(plan.train, epochs=2))
+        result = cross_validate(plan, folds)
         results[family] = result["summary"][family]
     base = results["summary"]["accuracy"]["mean"]
     for family, summary in results.items():
@@ -107,8 +109,6 @@ def patch_epoch_rows(root: Path, quick: bool) -> list[Row]:
 
     Measured on the default feature type and on the fused arrays (the defaults before patch training).
     """
-    from mgr_tf.config import DataConfig
-
     rows: list[Row] = []
     default = DataConfig(data_dir=str(root))
     for features in dict.fromkeys((default.features, "fused")):
@@ -117,23 +117,16 @@ def patch_epoch_rows(root: Path, quick: bool) -> list[Row]:
 
 
 def _patch_epoch(patched, quick: bool) -> list[Row]:
-    import keras
-
-    from mgr_tf.data import dataset_info, make_dataset
-    from mgr_tf.models import ModelConfig, build_model
-    from mgr_tf.tasks import get_task
-    from mgr_tf.training.run import TrainConfig
-
     if not patched.patch:
         patched = dataclasses.replace(patched, patch_frames=256)
     whole = dataclasses.replace(patched, patch_frames=0)
     seconds = {}
     for name, data in (("whole clips", whole), ("patches", patched)):
         info = dataset_info(data)
-        model = build_model(ModelConfig(family="cnn"), "genre", num_bands=info.num_bands, frames=info.model_frames,
+        model = build_model(model_config("cnn"), get_task("genre"), num_bands=info.num_bands, frames=info.model_frames,
                             num_classes=info.num_classes, norm_mean=info.norm_mean, norm_std=info.norm_std,
                             window_hop=info.window_hop, db_bands=info.db_bands)
-        fit = get_task("genre").compile(model, TrainConfig(), 1e-3)
+        fit = compile_for(get_task("genre"), model, RegressionConfig(), 1e-3)
         ds = make_dataset(data, "train")
         fit.fit(ds, epochs=1, verbose=0)  # warm-up: tracing and the cache
         times = []

@@ -9,20 +9,23 @@ time for latency; served throughput / direct throughput for batch 64).
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import tensorflow as tf
 
 from mgr_tf.bench import Row, timeit
+from mgr_tf.core.config import FULL_FRAMES, FeatureConfig, to_dict
+from mgr_tf.core.published import GENRES_10
+from mgr_tf.models import BACKBONES, model_config
+from mgr_tf.models.build import build_model
+from mgr_tf.serving.export import export_model
+from mgr_tf.serving.predict import Predictor
+from mgr_tf.tasks import get_task
 
 
 def run(quick: bool = False) -> list[Row]:
-    import tensorflow as tf
-
-    from mgr_tf.config import FULL_FRAMES
-    from mgr_tf.serving.export import export_model
-    from mgr_tf.genres import GENRES_10
-    from mgr_tf.models import BACKBONES, ModelConfig, build_model
-
     rows = []
     frames = 256 if quick else FULL_FRAMES
     repeat = 3 if quick else 15
@@ -32,7 +35,7 @@ def run(quick: bool = False) -> list[Row]:
     batch = tf.constant(rng.normal(size=(big, frames, 140)).astype(np.float32))
     with tempfile.TemporaryDirectory() as tmp:
         for family in BACKBONES:
-            model = build_model(ModelConfig.of(family), "genre", num_bands=140, frames=frames)
+            model = build_model(model_config(family), get_task("genre"), num_bands=140, frames=frames)
             path = export_model(model, family, task="genre", class_names=GENRES_10, num_bands=140, config={},
                                 root=tmp)
             signature = tf.saved_model.load(str(path)).signatures["serving_default"]
@@ -55,18 +58,8 @@ def run(quick: bool = False) -> list[Row]:
 
 def _audio_prediction_latency(tmp: str, repeat: int) -> Row:
     """End to end: a 30 s wav file -> decode -> in-graph features -> CNN genre probabilities (`mgr_tf.predict`)."""
-    from pathlib import Path
-
-    import soundfile as sf
-
-    from mgr_tf.config import FeatureConfig, to_dict
-    from mgr_tf.serving.export import export_model
-    from mgr_tf.genres import GENRES_10
-    from mgr_tf.models import ModelConfig, build_model
-    from mgr_tf.serving.predict import Predictor
-
     cfg = FeatureConfig()
-    model = build_model(ModelConfig.of("cnn"), "genre", num_bands=140, frames=1293)
+    model = build_model(model_config("cnn"), get_task("genre"), num_bands=140, frames=1293)
     config = {"task": "genre", "class_names": list(GENRES_10), "num_bands": 140, "features": to_dict(cfg),
               "data": {"features": "fused", "beat": False}}
     path = export_model(model, "audio", task="genre", class_names=GENRES_10, num_bands=140, config=config,

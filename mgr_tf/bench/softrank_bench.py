@@ -10,18 +10,21 @@
 from __future__ import annotations
 
 import statistics
+import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from mgr_tf.bench import Row, timeit
-from mgr_tf.config import FULL_FRAMES, FUSED_BANDS
+from mgr_tf.core.config import FULL_FRAMES, FUSED_BANDS, RegressionConfig
+from mgr_tf.losses import SpearmanLoss, soft_rank
+from mgr_tf.models import model_config
+from mgr_tf.models.build import build_model
+from mgr_tf.tasks import get_task, task_losses
 
 
 def _rank_time(method: str, n: int, repeat: int) -> float:
-    import tensorflow as tf
-
-    from mgr_tf.losses import soft_rank
-
     x = tf.constant(np.random.default_rng(n).standard_normal((1, n)).astype(np.float32))
 
     @tf.function
@@ -39,22 +42,15 @@ def _step_times(batch: int, frames: int, repeat: int, method: str) -> tuple[floa
 
     The two steps alternate, so load from other processes hits both alike.
     """
-    import time
-
-    import keras
-
-    from mgr_tf.losses import task_losses
-    from mgr_tf.models import ModelConfig, build_model
-
     rng = np.random.default_rng(0)
     x = {"spectrogram": rng.standard_normal((batch, frames, FUSED_BANDS)).astype(np.float32)}
     y = {"valence": rng.random((batch, 1)).astype(np.float32)}
     models = []
     for weight in (0.0, 1.0):
         keras.utils.set_random_seed(0)
-        model = build_model(ModelConfig.of("cnn"), "valence", num_bands=FUSED_BANDS, frames=frames)
+        model = build_model(model_config("cnn"), get_task("valence"), num_bands=FUSED_BANDS, frames=frames)
         model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                      loss=task_losses("valence", spearman_weight=weight, method=method))
+                      loss=task_losses("valence", RegressionConfig(spearman_weight=weight, spearman_method=method)))
         model.train_on_batch(x, y)
         models.append(model)
     times: list[list[float]] = [[], []]
@@ -68,10 +64,6 @@ def _step_times(batch: int, frames: int, repeat: int, method: str) -> tuple[floa
 
 def _loss_time(method: str, batch: int, repeat: int) -> float:
     """Forward + backward of the Spearman term alone on one batch of predictions, in graph."""
-    import tensorflow as tf
-
-    from mgr_tf.losses import SpearmanLoss
-
     loss = SpearmanLoss(method)
     rng = np.random.default_rng(1)
     y = tf.constant(rng.random((batch, 1)).astype(np.float32))

@@ -24,6 +24,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from mgr_tf.core.config import to_dict
+from mgr_tf.core.io import write_json
+
 GENRE_FULL = "fma_genre_spectrograms"
 GENRE_BEAT = "fma_genre_spectrograms_beat"
 MULTITASK_FULL = "multitask_dataset"
@@ -166,10 +169,8 @@ def write_feature_config(root: str | Path, feature_config) -> Path:
 
     Args:
         root: dataset root.
-        feature_config: a `mgr_tf.config.FeatureConfig`.
+        feature_config: a `mgr_tf.core.config.FeatureConfig`.
     """
-    from mgr_tf.config import to_dict, write_json
-
     path = Path(root) / FEATURES_FILE
     write_json(path, to_dict(feature_config))
     return path

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from mgr_tf.config import DataConfig, FeatureConfig, write_json
+from mgr_tf.core.config import DataConfig, FeatureConfig
+from mgr_tf.core.io import write_json
+from mgr_tf.core.published import GENRES_20, class_names, map_index_table
 from mgr_tf.data.prepare import builder_config_name, prepare
-from mgr_tf.feature_types import derive, get_feature_type, num_bands
-from mgr_tf.genres import GENRES_20, class_names, map_index_table
-from mgr_tf.tasks import get_task
+from mgr_tf.data.spec import DataSpec, resolve
+from mgr_tf.data.splits import stratified_folds, stratified_subset
 
 SPLITS = ("train", "validation", "test")
 _ROLE_EXCLUDED, _ROLE_TRAIN, _ROLE_VAL, _ROLE_TEST = -1, 0, 1, 2
@@ -76,37 +77,39 @@ class DatasetInfo:
     feature_config: FeatureConfig = FeatureConfig()
 
 
-def label_map(config: DataConfig, vocabulary: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray | None]:
+def label_map(config: DataConfig | DataSpec, vocabulary: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray | None]:
     """(class names, raw label index -> class index with -1 = dropped) of a config's task.
 
     The published 20 -> 10 mapping (or all 20 with num_genres=20) applies when the vocabulary is FMA's
     20 names; any other vocabulary is used as it is, one class per name.
     """
-    if not get_task(config.task).classification:
+    spec = resolve(config)
+    if not spec.task.classification:
         return (), None
     if tuple(vocabulary) == GENRES_20:
-        return class_names(config.num_genres), np.asarray(map_index_table(config.num_genres), np.int64)
+        return class_names(spec.config.num_genres), np.asarray(map_index_table(spec.config.num_genres), np.int64)
     return tuple(vocabulary), np.arange(len(vocabulary), dtype=np.int64)
 
 
-def _target_index(config: DataConfig, columns: dict) -> np.ndarray:
+def _target_index(spec: DataSpec, columns: dict) -> np.ndarray:
     """Per example of a split: its class (-1 = dropped or unlabelled), or 0 for regression tasks."""
-    return get_task(config.task).class_index(columns, label_map(config, prepare(config).vocabulary)[1])
+    return spec.task.class_index(columns, label_map(spec, prepare(spec).vocabulary)[1])
 
 
-def _strata(config: DataConfig, columns: dict) -> np.ndarray:
-    return get_task(config.task).strata(columns, label_map(config, prepare(config).vocabulary)[1])
+def _strata(spec: DataSpec, columns: dict) -> np.ndarray:
+    return spec.task.strata(columns, label_map(spec, prepare(spec).vocabulary)[1])
 
 
-def _pooled_columns(config: DataConfig) -> dict:
+def _pooled_columns(config: DataConfig | DataSpec) -> dict:
     """The label columns whose examples the roles cover: train, plus the labelled test split under CV."""
-    index = prepare(config).index
-    if not config.cv_folds or not _labelled(index["test"]):
+    spec = resolve(config)
+    index = prepare(spec).index
+    if not spec.config.cv_folds or not _labelled(index["test"]):
         return index["train"]
     return {key: list(index["train"][key]) + list(index["test"][key]) for key in index["train"]}
 
 
-def split_roles(config: DataConfig) -> dict[str, int]:
+def split_roles(config: DataConfig | DataSpec) -> dict[str, int]:
     """For each track id: 0 = train, 1 = validation, 2 = test (cross-validation only), -1 = excluded.
 
     Without cross-validation the ids are the train split's. Deterministic given (data, val_fraction,
@@ -120,13 +123,13 @@ def split_roles(config: DataConfig) -> dict[str, int]:
     Args:
         config: the data config.
     """
-    from mgr_tf.data.splits import stratified_folds, stratified_subset
-
-    columns = _pooled_columns(config)
+    spec = resolve(config)
+    config = spec.config
+    columns = _pooled_columns(spec)
     ids = np.asarray(columns["track_id"])
-    eligible = _target_index(config, columns) >= 0
+    eligible = _target_index(spec, columns) >= 0
     roles = np.where(eligible, _ROLE_TRAIN, _ROLE_EXCLUDED)
-    strata = _strata(config, columns)
+    strata = _strata(spec, columns)
     if config.cv_folds:
         folds = stratified_folds(ids[eligible].tolist(), strata[eligible].tolist(), config.cv_folds, config.seed)
         test = np.flatnonzero(eligible)[np.asarray(folds) == config.cv_fold]
@@ -140,7 +143,7 @@ def split_roles(config: DataConfig) -> dict[str, int]:
     return dict(zip(ids.tolist(), roles.tolist()))
 
 
-def split_ids(config: DataConfig, split: str) -> list[str]:
+def split_ids(config: DataConfig | DataSpec, split: str) -> list[str]:
     """Track ids of a split in the order `make_dataset(config, split)` yields them (unshuffled).
 
     Args:
@@ -148,14 +151,15 @@ def split_ids(config: DataConfig, split: str) -> list[str]:
         split: "train", "validation" or "test".
     """
     _check_split(split)
-    prepared = prepare(config)
-    if split == "test" and not config.cv_folds:
+    spec = resolve(config)
+    prepared = prepare(spec)
+    if split == "test" and not spec.config.cv_folds:
         columns = prepared.index["test"]
-        target = _target_index(config, columns)
+        target = _target_index(spec, columns)
         return [t for t, c in zip(columns["track_id"], target) if c >= 0 or not _labelled(columns)]
-    roles = split_roles(config)
+    roles = split_roles(spec)
     want = _SPLIT_ROLE[split]
-    return [t for t in _pooled_columns(config)["track_id"] if roles[t] == want]
+    return [t for t in _pooled_columns(spec)["track_id"] if roles[t] == want]
 
 
 def _labelled(columns: dict) -> bool:
@@ -167,22 +171,23 @@ def _check_split(split: str) -> None:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
-def _norm_stats(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+def _norm_stats(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     """Per-band mean and std of the config's feature type over every frame of train minus validation."""
-    prepared = prepare(config)
+    config = spec.config
+    prepared = prepare(spec)
     key = (f"{config.task}-{config.features}{config.n_mfcc if config.features == 'mfcc' else ''}-"
            f"{config.num_genres}-{config.val_fraction}-{config.seed}-cv{config.cv_folds}.{config.cv_fold}")
-    path = prepared.data_dir / f"norm-{builder_config_name(config)}-{key}.json"
+    path = prepared.data_dir / f"norm-{builder_config_name(spec)}-{key}.json"
     if path.is_file():
         stats = json.loads(path.read_text())
         return np.asarray(stats["mean"], np.float32), np.asarray(stats["std"], np.float32)
-    ds = _records(config, "train", cropped=False)
+    ds = _records(spec, "train", cropped=False)
 
     def moments(features, _targets):
         x = tf.cast(features["spectrogram"], tf.float64)
         return tf.reduce_sum(x, 0), tf.reduce_sum(x * x, 0), tf.cast(tf.shape(x)[0], tf.float64)
 
-    zeros = tf.zeros([num_bands(config.features, prepared.feature_config)], tf.float64)
+    zeros = tf.zeros([spec.feature.bands(prepared.feature_config)], tf.float64)
     total, total_sq, count = ds.map(moments, num_parallel_calls=tf.data.AUTOTUNE).reduce(
         (zeros, zeros, tf.constant(0.0, tf.float64)),
         lambda acc, m: (acc[0] + m[0], acc[1] + m[1], acc[2] + m[2]))
@@ -194,7 +199,7 @@ def _norm_stats(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def dataset_info(config: DataConfig) -> DatasetInfo:
+def dataset_info(config: DataConfig | DataSpec) -> DatasetInfo:
     """Class names, sizes and normalisation statistics of the data `config` reads.
 
     Builds the TFDS records on first use (see the module docstring).
@@ -202,24 +207,26 @@ def dataset_info(config: DataConfig) -> DatasetInfo:
     Args:
         config: the data config.
     """
-    prepared = prepare(config)
-    mean, std = _norm_stats(config)
-    names, _ = label_map(config, prepared.vocabulary)
-    roles = split_roles(config)
+    spec = resolve(config)
+    config = spec.config
+    prepared = prepare(spec)
+    mean, std = _norm_stats(spec)
+    names, _ = label_map(spec, prepared.vocabulary)
+    roles = split_roles(spec)
     counts = {
         "train": sum(r == _ROLE_TRAIN for r in roles.values()),
         "validation": sum(r == _ROLE_VAL for r in roles.values()),
-        "test": len(split_ids(config, "test")),
+        "test": len(split_ids(spec, "test")),
     }
     return DatasetInfo(
         class_names=tuple(names),
         num_classes=len(names),
-        output_names=get_task(config.task).outputs,
+        output_names=spec.task.outputs,
         num_bands=len(mean),
-        frames=config.frames,
-        model_frames=config.patch or config.frames,
-        window_hop=max(1, config.patch // 2) if config.patch else None,
-        db_bands=get_feature_type(config.features).db_bands(prepared.feature_config),
+        frames=spec.frames,
+        model_frames=spec.patch or spec.frames,
+        window_hop=max(1, spec.patch // 2) if spec.patch else None,
+        db_bands=spec.feature.db_bands(prepared.feature_config),
         norm_mean=mean,
         norm_std=std,
         counts=counts,
@@ -233,22 +240,23 @@ def dataset_info(config: DataConfig) -> DatasetInfo:
 
 
 
-def _records(config: DataConfig, split: str, *, cropped: bool = True,
+def _records(spec: DataSpec, split: str, *, cropped: bool = True,
              with_ids: bool = False) -> tf.data.Dataset:
     """Unbatched `(features, targets)` of one split: filtered, label-mapped, feature-derived, cropped."""
-    prepared = prepare(config)
-    task = get_task(config.task)
+    config = spec.config
+    prepared = prepare(spec)
+    task = spec.task
     if config.cv_folds:  # the pooled examples of `_pooled_columns`, in the same order
         ds = prepared.builder.as_dataset(split="train", shuffle_files=False)
         if _labelled(prepared.index["test"]):
             ds = ds.concatenate(prepared.builder.as_dataset(split="test", shuffle_files=False))
     else:
         ds = prepared.builder.as_dataset(split="test" if split == "test" else "train", shuffle_files=False)
-    table_np = label_map(config, prepared.vocabulary)[1]
+    table_np = label_map(spec, prepared.vocabulary)[1]
     classes = None if table_np is None else tf.constant(table_np, tf.int32)
 
     if split != "test" or config.cv_folds:
-        roles = split_roles(config)
+        roles = split_roles(spec)
         table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(list(roles), tf.string),
                                                 tf.constant(list(roles.values()), tf.int32)),
@@ -257,18 +265,18 @@ def _records(config: DataConfig, split: str, *, cropped: bool = True,
         ds = ds.filter(lambda ex: tf.equal(table.lookup(ex["track_id"]), want))
     else:
         # Classes dropped by the label map leave the test split too; unlabelled examples stay.
-        keep = tf.constant(split_ids(config, "test"), tf.string)
+        keep = tf.constant(split_ids(spec, "test"), tf.string)
         ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(keep, ex["track_id"])))
 
-    frames = config.frames
+    frames = spec.frames
     fcfg = prepared.feature_config
-    source = get_feature_type(config.features).source
+    feature = spec.feature
 
     def to_pair(ex):
-        x = ex[source]
+        x = ex[feature.source]
         if cropped:
             x = x[:frames]
-        features = {"spectrogram": derive(config.features, x, fcfg)}
+        features = {"spectrogram": feature.derive(x, fcfg)}
         if with_ids:
             features["track_id"] = ex["track_id"]
         return features, task.targets(ex, classes)
@@ -276,17 +284,17 @@ def _records(config: DataConfig, split: str, *, cropped: bool = True,
     return ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def bucket_boundaries(config: DataConfig) -> list[int]:
+def bucket_boundaries(config: DataConfig | DataSpec) -> list[int]:
     """Length boundaries (frames) of the buckets used with `variable_length`: 8 equal-width buckets.
 
     Args:
         config: the data config.
     """
-    frames = config.frames
+    frames = resolve(config).frames
     return sorted({max(1, int(round(frames * i / 8))) for i in range(1, 8)})
 
 
-def make_dataset(config: DataConfig, split: str, *, with_ids: bool = False,
+def make_dataset(config: DataConfig | DataSpec, split: str, *, with_ids: bool = False,
                  shuffle: bool | None = None) -> tf.data.Dataset:
     """Batched `({"spectrogram": (batch, time, bands)}, targets)` for one split.
 
@@ -307,13 +315,15 @@ def make_dataset(config: DataConfig, split: str, *, with_ids: bool = False,
         FileNotFoundError, ValueError: bad input, naming the file and line.
     """
     _check_split(split)
+    spec = resolve(config)
+    config = spec.config
     if shuffle is None:
         shuffle = split == "train"
-    bands = num_bands(config.features, prepare(config).feature_config)
-    count = len(split_ids(config, split))
-    length = config.frames if not config.variable_length else None
+    bands = spec.feature.bands(prepare(spec).feature_config)
+    count = len(split_ids(spec, split))
+    length = spec.frames if not config.variable_length else None
     # The split filter hides the size from tf.data; stating it lets Keras size epochs and progress bars.
-    ds = _records(config, split, with_ids=with_ids).apply(
+    ds = _records(spec, split, with_ids=with_ids).apply(
         tf.data.experimental.assert_cardinality(count))
     if length is not None:
         # Pad before the cache, so later epochs only shuffle and batch fixed-size examples.
@@ -327,12 +337,12 @@ def make_dataset(config: DataConfig, split: str, *, with_ids: bool = False,
         ds = ds.shuffle(max(1, min(config.shuffle_buffer, count)), seed=config.seed,
                         reshuffle_each_iteration=True)
     padded = ({"spectrogram": [length, bands]} | ({"track_id": []} if with_ids else {}),
-              get_task(config.task).target_shapes())
-    if config.patch and split == "train":
-        ds = _random_patches(ds, config)
-        length = config.patch
-    if config.variable_length and split == "train" and not config.patch:
-        boundaries = bucket_boundaries(config)
+              spec.task.target_shapes())
+    if spec.patch and split == "train":
+        ds = _random_patches(ds, spec)
+        length = spec.patch
+    if config.variable_length and split == "train" and not spec.patch:
+        boundaries = bucket_boundaries(spec)
         ds = ds.bucket_by_sequence_length(
             lambda features, _targets: tf.shape(features["spectrogram"])[0],
             bucket_boundaries=boundaries,
@@ -376,15 +386,15 @@ def _mixup(ds: tf.data.Dataset, config: DataConfig) -> tf.data.Dataset:
     return tf.data.Dataset.zip((ds, seeds)).map(mix, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _random_patches(ds: tf.data.Dataset, config: DataConfig) -> tf.data.Dataset:
+def _random_patches(ds: tf.data.Dataset, spec: DataSpec) -> tf.data.Dataset:
     """A random `patch_frames` crop of each example, drawn afresh each epoch (seeded, reproducible).
 
     The crop starts anywhere in the clip's real (non-padding) frames; a clip shorter than a patch is
     zero-padded. The random stream is `Dataset.random` re-randomised each epoch, so epochs differ while
     the same seed gives the same crops.
     """
-    patch = config.patch
-    randoms = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
+    patch = spec.patch
+    randoms = tf.data.Dataset.random(seed=spec.config.seed, rerandomize_each_iteration=True)
 
     def crop(pair, r):
         features, targets = pair

@@ -1,6 +1,6 @@
 """Prepared records: a dataset root -> TFDS records built once (per root, sub-dataset and settings).
 
-Where prepared data goes: `mgr_tf.paths.cache_home() / "tfds" / <fingerprint>`, where the
+Where prepared data goes: `mgr_tf.core.paths.cache_home() / "tfds" / <fingerprint>`, where the
 fingerprint is a short SHA-256 of the absolute root path, the sub-dataset, the label files' contents,
 the names/sizes/mtimes of the sample files, the builder version and the skip-bad flag. Two roots (or
 an edited root) never share prepared records, and a root is built once per sub-dataset.
@@ -19,12 +19,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mgr_tf.config import DataConfig, FeatureConfig, from_dict, write_json
+import tensorflow_datasets as tfds
+
+from mgr_tf.core.config import DataConfig, FeatureConfig, from_dict
+from mgr_tf.core.io import write_json
+from mgr_tf.core.paths import cache_home, default_corpus_dir
+from mgr_tf.core.published import GENRES_20
 from mgr_tf.data import readers as mgr_io
-from mgr_tf.genres import GENRES_20
-from mgr_tf.data.layout import FEATURES_FILE
-from mgr_tf.paths import cache_home, default_corpus_dir
-from mgr_tf.tasks import get_task
+from mgr_tf.data.fma_spectrograms.fma_spectrograms_dataset_builder import Builder
+from mgr_tf.data.layout import FEATURES_FILE, encoder_sample_name
+from mgr_tf.data.spec import DataSpec, resolve
+from mgr_tf.data.synth.corpus import generate_corpus
 
 
 @dataclass(frozen=True)
@@ -42,51 +47,45 @@ class _Prepared:
 _PREPARED: dict[tuple, _Prepared] = {}
 
 
-def builder_config_name(config: DataConfig) -> str:
-    """The TFDS config (genre_full, genre_beat, multitask_full, multitask_beat) a DataConfig reads."""
-    from mgr_tf.feature_types import get_feature_type
-
-    kind = get_task(config.task).label_kind
-    name = {"genre": "genre", "emotion": "multitask"}[kind] + ("_beat" if config.beat else "_full")
-    source = get_feature_type(config.features)
-    return f"{name}_{source.source}" if source.stored else name
+def builder_config_name(config: DataConfig | DataSpec) -> str:
+    """The TFDS config (genre_full, genre_beat, multitask_full, multitask_beat, ...) a DataConfig reads."""
+    spec = resolve(config)
+    name = {"genre": "genre", "emotion": "multitask"}[spec.task.label_kind] + ("_beat" if spec.config.beat else "_full")
+    return f"{name}_{spec.feature.source}" if spec.feature.stored else name
 
 
-def check_encoder_input(root: Path, config: DataConfig) -> None:
+def check_encoder_input(root: Path, config: DataConfig | DataSpec) -> None:
     """For a feature type stored by `ingest --encoder`: one clear error when the root holds none of it.
 
     Raises:
         ValueError: the root has no stored encoder input (e.g. the published, spectrogram-only folders).
     """
-    from mgr_tf.data.layout import encoder_sample_name
-    from mgr_tf.feature_types import get_feature_type
-
-    spec = get_feature_type(config.features)
-    if not spec.stored:
+    spec = resolve(config)
+    feature = spec.feature
+    if not feature.stored:
         return
-    sub = mgr_io.sub_dataset_dir(root, config.sub_dataset)
-    pattern = encoder_sample_name("*", spec.source, gz=False)
+    sub = mgr_io.sub_dataset_dir(root, spec.sub_dataset)
+    pattern = encoder_sample_name("*", feature.source, gz=False)
     if not any(next(iter((sub / split).glob(pattern + "*")), None) for split in mgr_io.SPLITS
                if (sub / split).is_dir()):
         raise ValueError(
-            f"{sub}: no {spec.source} encoder input here (no {pattern}[.gz] files). The {spec.source} encoder "
+            f"{sub}: no {feature.source} encoder input here (no {pattern}[.gz] files). The {feature.source} encoder "
             f"needs the audio, which spectrogram-only roots (such as the published FMA folders: 22050 Hz, "
             f"128 mel) do not have; make a root from audio with `python -m mgr_tf.ingest --encoder "
-            f"{spec.source} ...`")
+            f"{feature.source} ...`")
 
 
-def resolve_root(config: DataConfig) -> Path:
+def resolve_root(config: DataConfig | DataSpec) -> Path:
     """The dataset root of `config`; the embedded synthetic corpus (generated once) when None.
 
     Args:
         config: the data config.
     """
+    config = config.config if isinstance(config, DataSpec) else config
     if config.data_dir is not None:
         return Path(config.data_dir).expanduser().resolve()
     root = default_corpus_dir(0)
     if not _corpus_complete(root):
-        from mgr_tf.audio.synth import generate_corpus
-
         print(f"mgr_tf: no --data-dir given; generating the embedded synthetic corpus in {root} "
               "(first use only)", file=sys.stderr, flush=True)
         generate_corpus(root, seed=0)
@@ -98,7 +97,7 @@ def _corpus_complete(root: Path) -> bool:
                for sub in mgr_io.SUB_DATASETS)
 
 
-def fingerprint(root: str | Path, config: DataConfig) -> str:
+def fingerprint(root: str | Path, config: DataConfig | DataSpec) -> str:
     """Short hash identifying the prepared records of `config` read from `root`.
 
     Covers the absolute root path, the sub-dataset, the label files' contents, the sample files'
@@ -108,12 +107,11 @@ def fingerprint(root: str | Path, config: DataConfig) -> str:
         root: dataset root.
         config: the data config.
     """
-    from mgr_tf.tfds_fma.fma_spectrograms.fma_spectrograms_dataset_builder import Builder
-
+    spec = resolve(config)
     root = Path(root).resolve()
-    sub = mgr_io.sub_dataset_dir(root, config.sub_dataset)
+    sub = mgr_io.sub_dataset_dir(root, spec.sub_dataset)
     digest = hashlib.sha256()
-    for part in (str(root), config.sub_dataset, str(Builder.VERSION), f"skip_bad={config.skip_bad}"):
+    for part in (str(root), spec.sub_dataset, str(Builder.VERSION), f"skip_bad={spec.config.skip_bad}"):
         digest.update(part.encode() + b"\0")
     for split in mgr_io.SPLITS:
         labels = sub / f"{split}_labels.txt"
@@ -127,7 +125,7 @@ def fingerprint(root: str | Path, config: DataConfig) -> str:
     return digest.hexdigest()[:16]
 
 
-def prepare(config: DataConfig) -> _Prepared:
+def prepare(config: DataConfig | DataSpec) -> _Prepared:
     """Builds (once) the TFDS records of `config`'s sub-dataset and reads their index.
 
     Args:
@@ -137,27 +135,24 @@ def prepare(config: DataConfig) -> _Prepared:
         FileNotFoundError, ValueError: bad input (missing folders or files, bad label lines, bad
             sample files), naming the file and line.
     """
-    import tensorflow_datasets as tfds
-
-    from mgr_tf.tfds_fma.fma_spectrograms.fma_spectrograms_dataset_builder import Builder
-
+    spec = resolve(config)
+    config = spec.config
     root = resolve_root(config)
-    name = builder_config_name(config)
-    fp = fingerprint(root, config)
+    name = builder_config_name(spec)
+    fp = fingerprint(root, spec)
     key = (fp, name, config.n_mfcc)
     if key in _PREPARED:
         return _PREPARED[key]
-    check_encoder_input(root, config)
+    check_encoder_input(root, spec)
     data_dir = cache_home() / "tfds" / fp
-    vocabulary = (mgr_io.genre_vocabulary(root, config.sub_dataset)
-                  if get_task(config.task).classification else ())
+    vocabulary = mgr_io.genre_vocabulary(root, spec.sub_dataset) if spec.task.classification else ()
     builder = Builder(config=name, data_dir=str(data_dir), skip_bad=config.skip_bad,
                       genre_names=vocabulary or GENRES_20)
     summary_path = data_dir / f"build_summary-{name}.json"
     if not builder.is_prepared():
         # Validate the label files before TFDS starts, so errors come out as one clear line.
         for split in mgr_io.SPLITS:
-            mgr_io.list_split(root, config.sub_dataset, split, skip_bad=config.skip_bad)
+            mgr_io.list_split(root, spec.sub_dataset, split, skip_bad=config.skip_bad)
         print(f"mgr_tf: preparing TFDS fma_spectrograms/{name} from {root} into {data_dir} (once)",
               file=sys.stderr, flush=True)
         builder.download_and_prepare(
@@ -194,8 +189,6 @@ def _read_index(builder, path: Path) -> dict:
     """Track ids and labels of each split in record order (one pass, spectrograms not decoded)."""
     if path.is_file():
         return json.loads(path.read_text())
-    import tensorflow_datasets as tfds
-
     index = {}
     for split in mgr_io.SPLITS:
         arrays = [k for k, f in builder.info.features.items() if len(f.shape) == 2]  # (time, bands) arrays

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mgr_tf.config import FUSED_BANDS
-from mgr_tf.genres import EMOTIONS, GENRES_20
-from mgr_tf.data.layout import SAMPLE_SUFFIX, SPLITS, SUB_DATASETS, labels_name
+from mgr_tf.core.config import FUSED_BANDS
+from mgr_tf.core.published import EMOTIONS, GENRES_20
+from mgr_tf.data.layout import SAMPLE_SUFFIX, SPLITS, SUB_DATASETS, encoder_sample_name, labels_name
 
 EMOTION_HEADER = ("Id",) + EMOTIONS
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -396,10 +396,11 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
     if not labels.is_file():
         if split == "train":
             raise FileNotFoundError(f"{labels}: missing label file of the train split of {sub_dataset}")
+        # Only the samples: encoder inputs stored beside them (<id>.<encoder>.npy) are not examples.
         names = sorted({track_id_from_name(p.name) for p in split_dir.iterdir()
-                        if p.name.endswith((".npy", ".npy.gz")) and not is_encoder_input(p.name)}, key=id_sort_key)
+                        if p.name.endswith((SAMPLE_SUFFIX, SAMPLE_SUFFIX + ".gz"))}, key=id_sort_key)
         if not names:
-            raise ValueError(f"{split_dir}: empty split (no .npy or .npy.gz files and no {labels.name})")
+            raise ValueError(f"{split_dir}: empty split (no <id>{SAMPLE_SUFFIX}[.gz] files and no {labels.name})")
         for track_id in names:
             examples.append(Example(track_id, resolve_sample_path(split_dir / (track_id + SAMPLE_SUFFIX)),
                                     labelled=False))
@@ -443,21 +444,12 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
     return SplitListing(tuple(examples), listing_labelled, tuple(skipped))
 
 
-def is_encoder_input(name: str) -> bool:
-    """True for an encoder input stored beside the samples (``<id>.<encoder>.npy[.gz]``, see `layout`)."""
-    from mgr_tf.feature_types import encoder_inputs
-
-    return any(name.endswith((f".{e}.npy", f".{e}.npy.gz")) for e in encoder_inputs())
-
-
 def encoder_input_path(sample_path: str | Path, track_id: str, encoder: str) -> Path:
     """The stored encoder input of a sample (either suffix), found beside it.
 
     Raises:
         FileNotFoundError: it is missing (the message says how to make it).
     """
-    from mgr_tf.data.layout import encoder_sample_name
-
     folder = Path(sample_path).parent
     for gz in (False, True):
         path = folder / encoder_sample_name(track_id, encoder, gz)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import keras
-
 from dataclasses import dataclass
 
-from mgr_tf.models.layers import ClassTokenPooling, FixedLength, PatchEmbedding, TransformerBlock
+from mgr_tf.core.lazy import keras
 from mgr_tf.models.registry import Backbone
 
 # AST sizes. "tiny" trains on a laptop CPU; "small" / "base" follow the DeiT / ViT sizes that the
@@ -82,6 +80,13 @@ def build_ast_backbone(config, x, *, frames: int):
     Returns:
         The (batch, dim) [CLS] summary.
     """
+    from mgr_tf.models.layers import (  # TensorFlow on demand
+        ClassTokenPooling,
+        FixedLength,
+        PatchEmbedding,
+        TransformerBlock,
+    )
+
     sizes = config.ast_sizes()
     x = FixedLength(frames, name="fixed_length")(x)
     x = PatchEmbedding(sizes["dim"], sizes["patch"], sizes["stride"], l2=config.l2, name="patch_embedding")(x)
@@ -94,7 +99,7 @@ def build_ast_backbone(config, x, *, frames: int):
 
 def _load_ast_weights(model, config) -> None:
     if config.ast_weights:
-        from mgr_tf.models import load_backbone_weights
+        from mgr_tf.models.build import load_backbone_weights  # TensorFlow on demand
 
         load_backbone_weights(model, config.ast_weights)
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import keras
-
 from dataclasses import dataclass
 
-from mgr_tf.models.layers import FixedLength, kernel_regularizer
+from mgr_tf.core.lazy import keras
 from mgr_tf.models.registry import Backbone
 
 
@@ -36,18 +34,18 @@ class CNNOptions:
             raise ValueError(f"ModelConfig: cnn_pooling must be global or flatten, got {self.cnn_pooling!r}")
 
 
-def conv_block(x, channels: int, kernel: int, l2: float, name: str):
+def conv_block(x, channels: int, kernel: int, regularizer, name: str):
     """One conv-BN-ReLU-maxpool(2x2) block on a (batch, time, bands, channels) tensor.
 
     Args:
         x: input tensor.
         channels: output channels.
         kernel: square kernel size.
-        l2: L2 factor on the kernel.
+        regularizer: the kernel regularizer (or None).
         name: prefix of the block's layer names.
     """
-    x = keras.layers.Conv2D(channels, kernel, padding="same", use_bias=False,
-                            kernel_regularizer=kernel_regularizer(l2), name=f"{name}_conv")(x)
+    x = keras.layers.Conv2D(channels, kernel, padding="same", use_bias=False, kernel_regularizer=regularizer,
+                            name=f"{name}_conv")(x)
     # momentum 0.9 rather than Keras' 0.99: these data sets give ~10 steps an epoch, too few for slow
     # moving averages, and inference with half-updated statistics is near chance.
     x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
@@ -66,10 +64,12 @@ def build_cnn_backbone(config, x, *, frames: int):
     Returns:
         The (batch, features) tensor.
     """
+    from mgr_tf.models.layers import FixedLength, kernel_regularizer  # TensorFlow on demand
+
     x = FixedLength(frames, name="fixed_length")(x)
     x = keras.layers.Reshape((frames, x.shape[-1], 1), name="add_channel")(x)
     for i, channels in enumerate(config.cnn_channels):
-        x = conv_block(x, channels, config.cnn_kernel, config.l2, name=f"block{i + 1}")
+        x = conv_block(x, channels, config.cnn_kernel, kernel_regularizer(config.l2), name=f"block{i + 1}")
     if config.cnn_pooling == "global":
         return keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
     return keras.layers.Flatten(name="flatten")(x)

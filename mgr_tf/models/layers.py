@@ -437,3 +437,53 @@ class SpecAugment(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "time_masks": self.time_masks, "time_width": self.time_width,
                 "freq_masks": self.freq_masks, "freq_width": self.freq_width, "seed": self.seed}
+
+
+# Per-band clip statistics (the summary baseline's backbone, `mgr_tf.models.summary`).
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SummaryStatistics(keras.layers.Layer):
+    """Per-band statistics over the real (unmasked) frames: (batch, time, bands) -> (batch, bands * stats).
+
+    Args:
+        stats: names of `mgr_tf.models.summary.STATISTICS`, in output order.
+        **kwargs: base layer arguments.
+    """
+
+    def __init__(self, stats=("mean", "std"), **kwargs):
+        super().__init__(**kwargs)
+        self.stats = tuple(stats)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            mask = tf.reduce_any(tf.not_equal(inputs, 0.0), axis=-1)
+        m = tf.cast(mask, inputs.dtype)[..., None]
+        count = tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
+        mean = tf.reduce_sum(inputs * m, axis=1) / count
+        var = tf.reduce_sum(tf.square(inputs - mean[:, None]) * m, axis=1) / count
+        big = tf.constant(1e9, inputs.dtype)
+        values = {
+            "mean": lambda: mean,
+            "std": lambda: tf.sqrt(var + 1e-8),
+            "min": lambda: tf.reduce_min(tf.where(m > 0, inputs, big), axis=1) * tf.cast(count > 0, inputs.dtype),
+            "max": lambda: tf.reduce_max(tf.where(m > 0, inputs, -big), axis=1) * tf.cast(count > 0, inputs.dtype),
+            "delta_std": lambda: _delta_std(inputs, m),
+        }
+        return tf.concat([values[name]() for name in self.stats], axis=-1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1] * len(self.stats))
+
+    def get_config(self):
+        return {**super().get_config(), "stats": list(self.stats)}
+
+
+def _delta_std(x, m):
+    d = x[:, 1:] - x[:, :-1]
+    dm = m[:, 1:] * m[:, :-1]
+    count = tf.maximum(tf.reduce_sum(dm, axis=1), 1.0)
+    mean = tf.reduce_sum(d * dm, axis=1) / count
+    return tf.sqrt(tf.reduce_sum(tf.square(d - mean[:, None]) * dm, axis=1) / count + 1e-8)

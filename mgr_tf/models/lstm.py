@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import keras
-
 from dataclasses import dataclass
 
-from mgr_tf.models.layers import MaskedFramePooling, kernel_regularizer
+from mgr_tf.core.lazy import keras
 from mgr_tf.models.registry import Backbone
 
 
@@ -53,6 +51,8 @@ def build_lstm_backbone(config, x, *, frames: int):
         The (batch, features) summary tensor.
     """
     del frames
+    from mgr_tf.models.layers import MaskedFramePooling, kernel_regularizer  # TensorFlow on demand
+
     if config.lstm_frame_stride > 1:
         x = MaskedFramePooling(config.lstm_frame_stride, name="frame_pooling")(x)
         x = keras.layers.Masking(0.0, name="pooled_mask")(x)

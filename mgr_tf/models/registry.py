@@ -1,18 +1,89 @@
-"""The backbone registry: each family module describes itself once (options, builder, presets).
+"""The backbone registry: each family describes itself once (options, builder, and for a pretrained encoder what
+training and the data must know about it); `mgr_tf.models` registers each family with one line.
 
-A backbone maps the normalised (batch, time, bands) spectrogram tensor to a (batch, features)
-embedding. Its module defines a frozen dataclass of its options (flag names carry the family prefix,
-e.g. `cnn_channels` -> `--cnn-channels`) and a `Backbone` entry; `mgr_tf.models` registers it with one
-line. The training CLI, tune's validation, the benchmarks and the test harness read `BACKBONES`.
+A backbone maps the normalised (batch, time, bands) spectrogram tensor to a (batch, features) embedding. Its
+module defines a frozen dataclass of its options (flag names carry the family prefix, e.g. `cnn_channels` ->
+`--cnn-channels`) and a `Backbone` entry. The entries import no TensorFlow (a family's builder brings it in
+when it runs), so the command-line parsers that list the families and their flags stay fast.
+
+`model_config` and `model_config_from_dict` are the resolve step of `mgr_tf.core.config.ModelConfig`: they
+look the family up and fill in its options.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
-from mgr_tf.registry import Registry
+from mgr_tf.core.config import FeatureConfig, ModelConfig, from_dict
+from mgr_tf.core.registry import Registry
+from mgr_tf.features.types import FeatureType, register_feature_type
+
+
+@dataclass(frozen=True)
+class Tagger:
+    """How a converted pretrained tagger runs on audio (for its TF Serving export and `predict --tags`).
+
+    Args:
+        frontend: fn(waveforms (..., samples) at `sample_rate`) -> patches (..., patches, frames, bands), in
+            graph ops.
+        sample_rate: the rate of the waveforms it takes.
+        patch_shape: (frames, bands) of one patch, the model's input.
+        tags_of: fn(converted model) -> its tag names, in output order.
+        load_audio: fn(path) -> mono float32 waveform at `sample_rate`.
+        weights: the weights' origin and licence, recorded in the export.
+    """
+
+    frontend: Callable
+    sample_rate: int
+    patch_shape: tuple[int, int]
+    tags_of: Callable
+    load_audio: Callable
+    weights: str
+
+
+@dataclass(frozen=True)
+class Converter:
+    """`python -m mgr_tf.pretrained NAME`: published weights -> a `.keras` file (and optionally a tagger export).
+
+    Args:
+        help: one line for the command's --help.
+        add_arguments: fn(parser) adding the family's flags (where the weights are, which preset, --out).
+        convert: fn(parsed flags) -> the `.keras` file written.
+        tagger: fn() -> the `Tagger` of the converted models.
+        description: the subcommand's longer description (default: `help`).
+    """
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    convert: Callable[[argparse.Namespace], Path]
+    tagger: Callable[[], Tagger]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """What makes a backbone a pretrained encoder, for the data and for training.
+
+    Args:
+        feature_type: the input it takes, computed from the audio and stored per clip by `ingest --encoder NAME`
+            (registered together with the backbone). The input is not standardised: the encoder takes its own
+            scale.
+        frozen_output: the layer ending the frozen part: training fits what follows on its output, computed
+            once per example, before any fine-tuning.
+        fine_tune: fn(model, config) -> epochs: unfreezes what fine-tuning trains (0 = the encoder stays frozen).
+        batch_size: clips per batch (the data default of the family's flags).
+        converter: the `python -m mgr_tf.pretrained` command of the family, if it converts published weights.
+    """
+
+    feature_type: FeatureType
+    frozen_output: str
+    fine_tune: Callable[[Any, ModelConfig], int]
+    batch_size: int = 8
+    converter: Converter | None = None
 
 
 @dataclass(frozen=True)
@@ -21,7 +92,7 @@ class Backbone:
 
     Args:
         name: the `--model` value.
-        description: one line for --help and the README.
+        description: one line for --help and the docs.
         options: frozen dataclass of the family's options (validated in its `__post_init__`).
         build: fn(config: ModelConfig, x, *, frames) -> (batch, features) tensor; `config` answers the
             common fields (dropout, l2) and the family's options as attributes.
@@ -29,15 +100,7 @@ class Backbone:
             length instead of padding or cropping to a fixed length).
         after_build: optional fn(model, config) run on the finished model (e.g. loading weights).
         test_options: small options for fast tests (the shared harness builds every family with them).
-        normalize: standardise the input with the training split's per-band statistics; False for a
-            pretrained encoder that takes its own input scale.
-        frozen_output: the layer ending a frozen pretrained part: training fits what follows on its output,
-            computed once per example, before any fine-tuning (None = train the whole model).
-        fine_tune: with `frozen_output`: fn(model, config) -> epochs; unfreezes what fine-tuning trains and
-            returns the fine-tuning epochs (0 = stay frozen).
-        check_data: optional fn(DataConfig) -> one-line problem (or None) when the data cannot feed it.
-        data_defaults: DataConfig fields the training CLI defaults to with this family (flags still win).
-        input_bands: the bands per frame it requires (a pretrained encoder's input); None = any.
+        encoder: for a pretrained encoder: its stored input and frozen part (see `Encoder`).
     """
 
     name: str
@@ -47,108 +110,89 @@ class Backbone:
     variable_length: bool = False
     after_build: Callable | None = None
     test_options: dict = dataclasses.field(default_factory=dict)
-    normalize: bool = True
-    frozen_output: str | None = None
-    fine_tune: Callable | None = None
-    check_data: Callable | None = None
-    data_defaults: dict = dataclasses.field(default_factory=dict)
-    input_bands: int | None = None
+    encoder: Encoder | None = None
+
+    @property
+    def normalize(self) -> bool:
+        """Standardise the input with the training split's per-band statistics (all but pretrained encoders)."""
+        return self.encoder is None
+
+    @property
+    def input_bands(self) -> int | None:
+        """The bands per frame the family requires (a pretrained encoder's input); None = any."""
+        return self.encoder.feature_type.bands(FeatureConfig()) if self.encoder else None
+
+    @property
+    def data_defaults(self) -> dict:
+        """DataConfig fields the training flags default to with this family (flags still win)."""
+        if self.encoder is None:
+            return {}
+        # The encoder cuts whole clips into its own patches.
+        return {"features": self.encoder.feature_type.name, "patch_frames": 0, "batch_size": self.encoder.batch_size}
+
+    def check_data(self, features: str, patch_frames: int | None) -> str | None:
+        """One line when data of this feature type and patch length cannot feed the family, else None."""
+        if self.encoder is None:
+            return None
+        wanted = self.encoder.feature_type.name
+        if features != wanted:
+            return (f"--model {self.name} takes --features {wanted} (the encoder input stored by ingest --encoder "
+                    f"{wanted}), got --features {features}")
+        if patch_frames:
+            return f"--model {self.name} cuts whole clips into its own patches: use --patch-frames 0 (its default)"
+        return None
 
 
 BACKBONES: Registry[Backbone] = Registry("family", prefix="ModelConfig: ")
-register_backbone = BACKBONES.register
 get_backbone = BACKBONES.lookup
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of a model: the backbone family with its options, and the regularisation.
+def register_backbone(backbone: Backbone) -> Backbone:
+    """Adds a family (replacing one of that name), and the stored input of a pretrained encoder; returns it."""
+    if backbone.encoder is not None:
+        register_feature_type(backbone.encoder.feature_type)
+    return BACKBONES.register(backbone)
 
-    Args:
-        family: backbone family (a name in `BACKBONES`: lstm, cnn, ast, summary, ...).
-        dropout: dropout rate before each output head (and inside the AST blocks).
-        l2: L2 weight-decay factor on the kernels of dense, convolution and recurrent layers (0 = none).
-        gain_db: training-only random gain: a uniform offset in [-gain_db, gain_db] dB on the log-mel bands
-            of each example (0 = off).
-        time_masks: training-only SpecAugment time masks per example (0 = off).
-        time_mask_width: maximum width of a time mask in frames.
-        freq_masks: training-only SpecAugment frequency masks per example (0 = off).
-        freq_mask_width: maximum width of a frequency mask in bands.
-        backbone: the family's options dataclass; None = its defaults. `ModelConfig.of` builds it from
-            keyword arguments, and the family's options are readable as attributes of the config.
+
+def model_config(family: str = "cnn", **kwargs) -> ModelConfig:
+    """A `ModelConfig` of `family` from flat keyword arguments: common fields and the family's options mixed.
+
+    Raises:
+        ValueError: naming an unknown family, or an argument that is neither common nor an option of the family.
     """
-
-    family: str = "cnn"
-    dropout: float = 0.3
-    l2: float = 0.0
-    gain_db: float = 0.0
-    time_masks: int = 0
-    time_mask_width: int = 20
-    freq_masks: int = 0
-    freq_mask_width: int = 16
-    backbone: Any = None
-
-    def __post_init__(self):
-        spec = get_backbone(self.family)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"ModelConfig: dropout must be in [0, 1), got {self.dropout}")
-        if self.l2 < 0.0:
-            raise ValueError(f"ModelConfig: l2 must be >= 0, got {self.l2}")
-        if min(self.gain_db, self.time_masks, self.time_mask_width, self.freq_masks, self.freq_mask_width) < 0:
-            raise ValueError("ModelConfig: gain_db, time_masks, time_mask_width, freq_masks and freq_mask_width "
-                             "must be >= 0")
-        if self.backbone is None:
-            object.__setattr__(self, "backbone", spec.options())
-        elif isinstance(self.backbone, dict):
-            object.__setattr__(self, "backbone", _options_from_dict(spec.options, self.backbone))
-        elif not isinstance(self.backbone, spec.options):
-            raise ValueError(f"ModelConfig: backbone options for {self.family} must be "
-                             f"{spec.options.__name__}, got {type(self.backbone).__name__}")
-
-    @classmethod
-    def of(cls, family: str = "cnn", **kwargs) -> "ModelConfig":
-        """A config from flat keyword arguments: common fields and the family's options mixed.
-
-        Raises:
-            ValueError: naming an argument that is neither common nor an option of the family.
-        """
-        spec = get_backbone(family)
-        common = {f.name for f in dataclasses.fields(cls)} - {"family", "backbone"}
-        options = {f.name for f in dataclasses.fields(spec.options)}
-        unknown = sorted(set(kwargs) - common - options)
-        if unknown:
-            raise ValueError(f"ModelConfig: {', '.join(unknown)} is not an option of the {family} backbone "
-                             f"(its options: {', '.join(sorted(options)) or 'none'})")
-        return cls(family=family, **{k: v for k, v in kwargs.items() if k in common},
-                   backbone=spec.options(**{k: v for k, v in kwargs.items() if k in options}))
-
-    def to_dict(self) -> dict:
-        """Flat JSON form (as in a run's config.json): family, the common fields and the family's options."""
-        from mgr_tf.config import to_dict
-
-        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "backbone"}
-        return {**common, **to_dict(self.backbone)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
-        """The config from its `to_dict` form (as in a run's config.json)."""
-        data = dict(data)
-        family = data.pop("family", "cnn")
-        if isinstance(data.get("backbone"), dict):
-            data.update(data.pop("backbone"))
-        return cls.of(family, **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-    def __getattr__(self, name):
-        # Only called for names that are not fields: the family's options read as config attributes.
-        if name.startswith("__"):
-            raise AttributeError(name)
-        backbone = self.__dict__.get("backbone")
-        if backbone is not None and hasattr(backbone, name):
-            return getattr(backbone, name)
-        raise AttributeError(f"ModelConfig of family {self.__dict__.get('family')!r} has no option {name!r}")
+    spec = get_backbone(family)
+    common = {f.name for f in dataclasses.fields(ModelConfig)} - {"family", "backbone"}
+    options = {f.name for f in dataclasses.fields(spec.options)}
+    unknown = sorted(set(kwargs) - common - options)
+    if unknown:
+        raise ValueError(f"ModelConfig: {', '.join(unknown)} is not an option of the {family} backbone "
+                         f"(its options: {', '.join(sorted(options)) or 'none'})")
+    return ModelConfig(family=family, **{k: v for k, v in kwargs.items() if k in common},
+                       backbone=spec.options(**{k: v for k, v in kwargs.items() if k in options}))
 
 
-def _options_from_dict(options_cls: type, data: dict):
-    from mgr_tf.config import from_dict
+def model_config_from_dict(data: dict) -> ModelConfig:
+    """The config from its `to_dict` form (as in a run's config.json)."""
+    data = dict(data)
+    family = data.pop("family", "cnn")
+    if isinstance(data.get("backbone"), dict):
+        data.update(data.pop("backbone"))
+    data.pop("backbone", None)
+    return model_config(family, **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
-    return from_dict(options_cls, data)
+
+def resolved(config: ModelConfig) -> ModelConfig:
+    """`config` with its family's options filled in (their defaults when unset), checked against the registry.
+
+    Raises:
+        ValueError: an unknown family, or options of another family.
+    """
+    spec = get_backbone(config.family)
+    if config.backbone is None:
+        return dataclasses.replace(config, backbone=spec.options())
+    if isinstance(config.backbone, dict):
+        return dataclasses.replace(config, backbone=from_dict(spec.options, config.backbone))
+    if not isinstance(config.backbone, spec.options):
+        raise ValueError(f"ModelConfig: backbone options for {config.family} must be {spec.options.__name__}, got "
+                         f"{type(config.backbone).__name__}")
+    return config

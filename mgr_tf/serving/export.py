@@ -15,12 +15,11 @@ Each version is written to a hidden temporary folder beside its final place and 
 so a server polling the model folder never sees a half-written version. `assets/` holds `labels.txt`
 (class names), `config.json` (everything needed to rebuild the run) and `metrics.json`.
 
-`python -m mgr_tf.export RUN_DIR [--name NAME] [--root DIR]` exports a finished run's model again.
+`python -m mgr_tf.export RUN_DIR [--name NAME] [--root DIR]` (`export_run`) exports a finished run's model again.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -30,10 +29,18 @@ import uuid
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from mgr_tf.cli import UserError, quiet_tensorflow, run_cli
-from mgr_tf.config import write_json
+import keras
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
-DEFAULT_EXPORT_ROOT = "exported_models"
+from mgr_tf.core.cli import UserError
+from mgr_tf.core.config import DataConfig, FeatureConfig, from_dict
+from mgr_tf.core.io import write_json
+from mgr_tf.core.paths import DEFAULT_EXPORT_ROOT
+from mgr_tf.features.spectral import AudioFeatures
+from mgr_tf.models import get_feature_type
+from mgr_tf.models.build import INPUT_NAME, load_keras_model
+from mgr_tf.tasks import get_task
 
 
 def next_version(model_root: Path) -> int:
@@ -43,20 +50,11 @@ def next_version(model_root: Path) -> int:
 
 
 def _named_outputs(task: str, outputs: Mapping, class_names: Sequence[str]):
-    from mgr_tf.tasks import get_task
-
     return get_task(task).serving_outputs(outputs, class_names)
 
 
 def _add_waveform_endpoint(archive, model, task, class_names, feature_config, features) -> None:
     """Adds `serving_waveform`: waveforms through the in-graph feature extractor, then the model."""
-    import tensorflow as tf
-
-    from mgr_tf.audio.features import AudioFeatures
-    from mgr_tf.config import FeatureConfig
-    from mgr_tf.feature_types import get_feature_type
-    from mgr_tf.models import INPUT_NAME
-
     spec = get_feature_type(features)
     if spec.waveform_layer is not None:  # e.g. musicnn's 16 kHz front end
         extractor = spec.waveform_layer(feature_config or FeatureConfig())
@@ -74,16 +72,10 @@ def _add_waveform_endpoint(archive, model, task, class_names, feature_config, fe
 
 def _add_fused_endpoint(archive, model, task, class_names, feature_config, features) -> None:
     """Adds `serving_fused`: the stored fused arrays (time, mel + chroma), the feature type derived in the graph."""
-    import tensorflow as tf
-
-    from mgr_tf.config import FeatureConfig
-    from mgr_tf.feature_types import derive
-    from mgr_tf.models import INPUT_NAME
-
     cfg = feature_config or FeatureConfig()
 
     def serve_fused(spectrogram):
-        return _named_outputs(task, model({INPUT_NAME: derive(features, spectrogram, cfg)}, training=False),
+        return _named_outputs(task, model({INPUT_NAME: get_feature_type(features).derive(spectrogram, cfg)}, training=False),
                               class_names)
 
     archive.add_endpoint("serving_fused", serve_fused, input_signature=[
@@ -106,16 +98,9 @@ def export_model(model, name: str, *, task: str, class_names: Sequence[str], num
         root: export root folder.
         waveform: also add the `serving_waveform` signature (full-length features only).
         feature_config: the `FeatureConfig` the model's features were computed with.
-        features: the feature type (a name in `mgr_tf.feature_types`); for the waveform signature, and any but
+        features: the feature type (a name in `mgr_tf.features.types`); for the waveform signature, and any but
             fused also gets `serving_fused`, which takes the stored fused arrays and derives it in the graph.
     """
-    import keras
-    import tensorflow as tf
-
-    from mgr_tf.config import FeatureConfig
-    from mgr_tf.feature_types import get_feature_type
-    from mgr_tf.models import INPUT_NAME
-
     spec = get_feature_type(features)
     fused = features != "fused" and not spec.stored  # a stored encoder input cannot be derived from fused arrays
 
@@ -195,12 +180,6 @@ def write_version(model_root: Path, write, *, labels: Sequence[str], config: Map
 
 def export_run(run_dir: Path, *, name: str | None = None, root: str = "exported_models", metrics=None) -> Path:
     """Exports a run's `model.keras` as the next SavedModel version, from a CPU-only process if a GPU is visible."""
-    import json
-
-    import tensorflow as tf
-
-    from mgr_tf.serving.export import export_model
-
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.exists():
@@ -216,9 +195,6 @@ def export_run(run_dir: Path, *, name: str | None = None, root: str = "exported_
     if metrics is None:
         report = run_dir / "report.json"
         metrics = json.loads(report.read_text())["metrics"] if report.exists() else {}
-    from mgr_tf.config import DataConfig, FeatureConfig, from_dict
-    from mgr_tf.models import load_keras_model
-
     model = load_keras_model(run_dir)
     data = from_dict(DataConfig, config["data"])
     return export_model(model, name, task=config["task"], class_names=config["class_names"],
@@ -231,8 +207,6 @@ def export_run(run_dir: Path, *, name: str | None = None, root: str = "exported_
 
 def find_ops(saved_model_dir: str | Path, fragment: str) -> set[str]:
     """Op types in a SavedModel's graph and function library whose name contains `fragment`."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
     proto = saved_model_pb2.SavedModel()
     proto.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
     found = set()
@@ -271,23 +245,3 @@ def read_export_config(model_dir: Path) -> dict:
         raise UserError(f"{path}: missing; this SavedModel was not exported by mgr_tf") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: corrupt JSON ({exc})") from None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    quiet_tensorflow()
-    parser = argparse.ArgumentParser(
-        prog="python -m mgr_tf.export",
-        description="Export a finished training run (its best model) as a TF Serving SavedModel version. "
-                    "Run it with CUDA_VISIBLE_DEVICES=-1 when the run was trained on a GPU.")
-    parser.add_argument("run_dir", help="a run folder written by python -m mgr_tf.train")
-    parser.add_argument("--name", help="model name (default: the run's export name or its folder name)")
-    parser.add_argument("--root", default=DEFAULT_EXPORT_ROOT, help="export root (default: %(default)s)")
-    args = parser.parse_args(argv)
-
-    path = export_run(Path(args.run_dir), name=args.name, root=args.root)
-    print(f"exported {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

@@ -1,4 +1,4 @@
-"""`python -m mgr_tf.predict MODEL_DIR INPUT... [--json] [--top-k K]`: predictions from an exported model.
+"""Predictions from an exported model (`python -m mgr_tf.predict MODEL_DIR INPUT... [--json] [--top-k K]`).
 
 INPUT is a spectrogram (`.npy` / `.npy.gz`, stored (bands, time) or (time, bands); a 140-band fused array
 also feeds a mel- or chroma-only model) or an audio file (wav, mp3, ogg, flac, ...). Audio longer than one
@@ -9,18 +9,21 @@ Models exported with the `serving_waveform` signature compute features in the gr
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
+import tensorflow as tf
 
-from mgr_tf.cli import UserError, quiet_tensorflow, run_cli
-from mgr_tf.config import FUSED_BANDS, FeatureConfig, from_dict
-from mgr_tf.feature_types import derive, get_feature_type
+from mgr_tf.core.cli import UserError
+from mgr_tf.core.config import FUSED_BANDS, FeatureConfig, from_dict
+from mgr_tf.data.readers import load_spectrogram
+from mgr_tf.features.clips import clip_features
+from mgr_tf.features.spectral import load_audio
+from mgr_tf.models import get_feature_type
+from mgr_tf.serving.export import read_export_config, resolve_model_dir
+from mgr_tf.tasks import get_task
 
 SPECTROGRAM_SUFFIXES = (".npy", ".npy.gz")
 MIN_TAIL_SECONDS = 10.0  # a last partial window shorter than this is dropped (unless it is the only one)
@@ -34,10 +37,6 @@ class Predictor:
     """
 
     def __init__(self, model_dir: str | Path):
-        import tensorflow as tf
-
-        from mgr_tf.serving.export import read_export_config, resolve_model_dir
-
         self.model_dir = resolve_model_dir(model_dir)
         self.config = read_export_config(self.model_dir)
         try:
@@ -59,8 +58,6 @@ class Predictor:
     # ------------------------------------------------------------------ inputs
     def spectrogram_from_file(self, path: Path) -> np.ndarray:
         """A (time, bands) array for this model from a `.npy`/`.npy.gz` file in either orientation."""
-        from mgr_tf.data.readers import load_spectrogram
-
         array = load_spectrogram(path, num_bands=None)
         wanted = (self.num_bands, FUSED_BANDS)
         if array.shape[0] in wanted:
@@ -72,13 +69,11 @@ class Predictor:
             if get_feature_type(self.features).stored:
                 raise UserError(f"{path}: a fused array cannot feed this model: its {self.features} input is "
                                 "computed from the audio (give the audio file)")
-            array = np.asarray(derive(self.features, array, self.feature_config))
+            array = np.asarray(get_feature_type(self.features).derive(array, self.feature_config))
         return np.ascontiguousarray(array, dtype=np.float32)
 
     def windows_from_audio(self, path: Path) -> list[np.ndarray]:
         """Clip-length windows of a mono waveform at the model's sample rate."""
-        from mgr_tf.audio.features import load_audio
-
         rate = self.sample_rate if self.waveform_fn is not None else self.feature_config.sample_rate
         audio = load_audio(path, dataclasses.replace(self.feature_config, sample_rate=rate))
         clip = int(self.feature_config.clip_seconds * rate)
@@ -91,17 +86,14 @@ class Predictor:
 
     # ------------------------------------------------------------------ predictions
     def _run(self, fn, tensor) -> dict[str, np.ndarray]:
-        import tensorflow as tf
-
         outputs = fn(tf.constant(tensor[None]))
         return {k: v.numpy()[0] for k, v in outputs.items()}
 
     def _features_in_python(self, window: np.ndarray) -> np.ndarray:
-        from mgr_tf.audio.clips import clip_features
-
         # The dataset converter's own function, so the model sees the arrays it was trained on.
         full, beat = clip_features(window, self.feature_config, beat=self.beat)
-        return np.asarray(derive(self.features, beat if self.beat else full, self.feature_config), np.float32)
+        return np.asarray(get_feature_type(self.features).derive(beat if self.beat else full, self.feature_config),
+                          np.float32)
 
     def predict_file(self, path: str | Path) -> dict:
         """Predictions for one file: averaged values plus, for audio, the per-window values."""
@@ -130,9 +122,21 @@ class Predictor:
         return result
 
     def _summarise(self, outputs: list[dict]) -> dict:
-        from mgr_tf.tasks import get_task
+        return summarise_predictions(get_task(self.task).classification, outputs, self.class_names)
 
-        return get_task(self.task).summarise_predictions(outputs, self.class_names)
+
+def summarise_predictions(classification: bool, outputs: Sequence[Mapping], class_names: Sequence[str]) -> dict:
+    """One prediction from the serving outputs of several windows of a file (averaged).
+
+    Classification: the genre with the highest mean probability, and every class's mean probability (most likely
+    first); regression: each target's mean.
+    """
+    if classification:
+        probs = np.mean([o["probabilities"] for o in outputs], axis=0)
+        order = np.argsort(-probs)
+        return {"genre": class_names[int(order[0])],
+                "probabilities": {class_names[i]: float(probs[i]) for i in order}}
+    return {name: float(np.mean([o[name] for o in outputs])) for name in outputs[0]}
 
 
 def format_result(result: dict, top_k: int) -> str:
@@ -144,88 +148,3 @@ def format_result(result: dict, top_k: int) -> str:
         body = ", ".join(f"{k} {v:.3f}" for k, v in result.items() if k not in ("input", "windows"))
     windows = f" (mean of {len(result['windows'])} windows)" if len(result.get("windows", [])) > 1 else ""
     return f"{result['input']}: {body}{windows}"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    quiet_tensorflow()
-    parser = argparse.ArgumentParser(
-        prog="python -m mgr_tf.predict",
-        description="Predict genres or emotions with an exported model (exported_models/<name>[/<version>]). "
-                    "Inputs: .npy/.npy.gz spectrograms in either orientation, or audio files; audio longer than "
-                    "one 30 s clip is cut into windows whose predictions are averaged.")
-    parser.add_argument("model_dir", help="export folder: exported_models/<name> (highest version) or a version folder")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="spectrogram (.npy/.npy.gz) or audio files")
-    parser.add_argument("--json", action="store_true", help="print one JSON document (with per-window values)")
-    parser.add_argument("--top-k", type=int, default=3, help="genres (or tags) listed per input (default: %(default)s)")
-    parser.add_argument("--tags", action="store_true",
-                        help="auto-tagging with a converted musicnn model: MODEL_DIR is the converter's .keras file "
-                             "(python -m mgr_tf.pretrained) or its tagger export; INPUTs are audio files; prints "
-                             "musicnn's own 50 tags")
-    args = parser.parse_args(argv)
-    if args.top_k < 1:
-        raise UserError("--top-k must be at least 1")
-    if args.tags:
-        return _print_tags(args)
-    predictor = Predictor(args.model_dir)
-    results, failures = [], 0
-    for path in args.inputs:
-        try:
-            result = predictor.predict_file(path)
-        except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failures += 1
-            continue
-        if "probabilities" in result:
-            result["top_k"] = list(result["probabilities"])[: args.top_k]
-        results.append(result)
-        if not args.json:
-            print(format_result(result, args.top_k))
-    if args.json:
-        print(json.dumps({"model": str(predictor.model_dir), "task": predictor.task, "results": results}, indent=2))
-    return 2 if failures else 0
-
-
-def _print_tags(args) -> int:
-    """`--tags`: musicnn's tags for each audio file, from a converted .keras model or a tagger export."""
-    import tensorflow as tf
-
-    from mgr_tf.models.musicnn import load_audio_16k
-    from mgr_tf.serving.export import resolve_model_dir
-
-    path = Path(args.model_dir)
-    if path.suffix == ".keras":
-        import keras
-
-        from mgr_tf.pretrained import clip_outputs, tag_names_of
-
-        model = keras.saving.load_model(path, compile=False)
-        names = tag_names_of(model)
-        run = lambda audio: clip_outputs(model, audio)["tags"].mean(axis=0)  # noqa: E731
-    else:
-        model_dir = resolve_model_dir(path)
-        labels = model_dir / "assets" / "labels.txt"
-        loaded = tf.saved_model.load(str(model_dir))
-        if "serving_waveform" not in loaded.signatures or not labels.is_file():
-            raise UserError(f"{model_dir}: not a musicnn tagger export (python -m mgr_tf.pretrained ... --export)")
-        names = labels.read_text().split("\n")[:-1]
-        fn = loaded.signatures["serving_waveform"]
-        run = lambda audio: fn(waveform=tf.constant(audio[None], tf.float32))["tags"].numpy()[0]  # noqa: E731
-    results, failures = [], 0
-    for item in args.inputs:
-        try:
-            probs = run(load_audio_16k(item))
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"error: {item}: {exc}", file=sys.stderr)
-            failures += 1
-            continue
-        order = np.argsort(-probs)[: args.top_k]
-        results.append({"input": str(item), "tags": {names[i]: float(probs[i]) for i in order}})
-        if not args.json:
-            print(f"{item}: " + ", ".join(f"{names[i]} {probs[i]:.3f}" for i in order))
-    if args.json:
-        print(json.dumps({"model": str(path), "results": results}, indent=2))
-    return 2 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

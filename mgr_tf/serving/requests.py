@@ -120,12 +120,13 @@ def grpc_predict(signature, request):
         signature: a concrete function from `SavedModel.signatures`.
         request: a `tensorflow_serving.apis.predict_pb2.PredictRequest`.
     """
-    from tensorflow_serving.apis import predict_pb2
-
     specs = _input_specs(signature)
     if set(request.inputs) != set(specs):
         raise RequestError(f"inputs {sorted(request.inputs)} do not match {sorted(specs)}")
     feed = {name: _to_tensor(tf.make_ndarray(request.inputs[name]), specs[name], name) for name in specs}
+    # tensorflow-serving-api is an optional dependency (the test extra), needed only for gRPC protos.
+    from tensorflow_serving.apis import predict_pb2
+
     response = predict_pb2.PredictResponse()
     response.model_spec.CopyFrom(request.model_spec)
     response.model_spec.signature_name = request.model_spec.signature_name or "serving_default"

@@ -1,23 +1,25 @@
-"""`Task`: the interface every task implements (see `mgr_tf.tasks`)."""
+"""`Task`: what one prediction task predicts (see `mgr_tf.tasks`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 
 class Task:
-    """What one prediction task is: outputs, labels, heads, losses, metrics, reports, serving.
+    """What a model predicts: its targets (as decoded from the data), heads, losses, metrics, monitor and
+    serving outputs.
 
-    Subclasses set the class attributes and implement the methods that raise NotImplementedError.
+    How a model is compiled and fitted lives in `mgr_tf.training`, how its results are scored and shown in
+    `mgr_tf.training.report`. Subclasses set the class attributes and implement the methods that raise
+    NotImplementedError; they use TensorFlow only inside their methods, so the registry imports without it.
 
     Attributes:
         name: the `--task` value.
         outputs: output names of the model (= the target keys of the data).
         label_kind: which labelled sub-datasets feed it: "genre" (genre label files) or "emotion"
-            (the multitask CSV of valence, energy, danceability).
+            (the multitask CSV of regression targets).
         monitor: (validation quantity, mode) for early stopping, checkpoints and the learning-rate schedule.
         classification: True when the outputs are class probabilities (uses class names).
         transfer_source: a trained model of this task may initialise another task's model (`--init-from`).
@@ -30,7 +32,7 @@ class Task:
     classification: bool = False
     transfer_source: bool = False
 
-    # ----------------------------------------------------------------------------------------- data
+    # ----------------------------------------------------------------------------------------- targets
     def class_index(self, columns: Mapping, label_map: np.ndarray | None) -> np.ndarray:
         """Per example of a split index: its class (-1 = excluded), or 0 where there are no classes.
 
@@ -57,49 +59,19 @@ class Task:
         """Output layers on the backbone's (batch, features) tensor, keyed by output name."""
         raise NotImplementedError
 
-    def check_train_config(self, train) -> str | None:
-        """A one-line problem with the training flags for this task, or None."""
-        if train.learned_weights:
-            return "--learned-weights needs --task multitask"
-        if train.init_from and self.transfer_source:
-            return (f"--init-from transfers a {self.name} model to another task; it cannot be used with "
-                    f"--task {self.name}")
+    def losses(self, regression) -> dict:
+        """{output name: loss} for `compile`, given a `mgr_tf.core.config.RegressionConfig`."""
+        raise NotImplementedError
+
+    def loss_weights(self, regression) -> dict[str, float] | None:
+        """Fixed weights of the outputs' losses (None = one output, or all equal)."""
         return None
 
-    def losses(self, train) -> dict:
-        """{output name: loss} for `compile`, given a TrainConfig."""
+    def metrics(self) -> dict:
+        """{output name: [metrics]} for `compile`."""
         raise NotImplementedError
 
-    def compile(self, model, train, learning_rate: float):
-        """Compiles `model` for this task and returns the model to fit (it may wrap `model`)."""
-        raise NotImplementedError
-
-    def callbacks(self, fit_model) -> list:
-        """Callbacks that add derived values to the logs before the others read them."""
-        return []
-
-    # ----------------------------------------------------------------------------------------- results
+    # ----------------------------------------------------------------------------------------- serving
     def serving_outputs(self, outputs: Mapping, class_names: Sequence[str]) -> dict:
         """The named outputs of the serving signatures, from the model's output dict (in graph)."""
-        raise NotImplementedError
-
-    def evaluate(self, y_true: Mapping, predictions: Mapping, *, class_names: Sequence[str],
-                 run_dir: Path | None = None, title: str = "") -> dict:
-        """Report metrics ({output: {...}}) from the true values and predictions; plots into run_dir."""
-        raise NotImplementedError
-
-    def headline(self, metrics: Mapping) -> dict[str, float]:
-        """The few numbers a table of runs shows (e.g. accuracy and macro-F1)."""
-        raise NotImplementedError
-
-    def summary_line(self, metrics: Mapping) -> str:
-        """One readable line of the headline numbers."""
-        return ", ".join(f"{k} {v:.3f}" for k, v in self.headline(metrics).items())
-
-    def markdown(self, metrics: Mapping) -> list[str]:
-        """report.md lines for the metrics."""
-        raise NotImplementedError
-
-    def summarise_predictions(self, outputs: Sequence[Mapping], class_names: Sequence[str]) -> dict:
-        """One prediction from serving outputs of several windows of a file (averaged)."""
         raise NotImplementedError

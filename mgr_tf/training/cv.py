@@ -1,4 +1,4 @@
-"""`python -m mgr_tf.cv DATA_ROOT --folds 5 [any train flag]`: stratified k-fold cross-validation.
+"""Stratified k-fold cross-validation (`python -m mgr_tf.cv DATA_ROOT --folds 5 [any train flag]`).
 
 Train and the labelled test split are pooled and cut into k stratified folds (seeded); each fold is the
 test split of one training run made by the same code as `python -m mgr_tf.train` (validation carved from
@@ -12,29 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shlex
-import sys
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from mgr_tf.cli import UserError, quiet_tensorflow
-from mgr_tf.config import write_json
-
-
-def build_parser():
-    """train's parser plus DATA_ROOT, --folds and a CV-specific --out."""
-    from mgr_tf.training.cli import build_parser as train_parser
-
-    parser = train_parser()
-    parser.prog = "python -m mgr_tf.cv"
-    parser.description = ("Stratified k-fold cross-validation of one model and the summary-statistics baseline "
-                          "on the same folds. Takes every flag of python -m mgr_tf.train.")
-    parser.add_argument("data_root", help="dataset root (the layout of python -m mgr_tf.ingest or the published data)")
-    parser.add_argument("--folds", type=int, default=5, help="number of folds")
-    parser.set_defaults(export="none")
-    return parser
+from mgr_tf.core.cli import UserError
+from mgr_tf.core.io import write_json, write_text
+from mgr_tf.training import report as R
+from mgr_tf.training.plan import Plan, check
+from mgr_tf.training.runner import run
 
 
 def fold_metrics(report: dict) -> dict[str, float]:
@@ -73,26 +58,19 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cross_validate(data, model_config, train_config, folds: int, out: Path, *, command: str,
-                   baseline: bool = True) -> dict:
+def cross_validate(plan: Plan, folds: int) -> dict:
     """Runs the folds (skipping finished ones), writes cv_report.json / .md and returns the result dict.
 
     Args:
-        data: the DataConfig (its data_dir, task, features, seed, ...); cv settings are set per fold.
-        model_config: the model.
-        train_config: the training settings.
+        plan: the run of every fold: its data (data_dir, task, features, seed, ...; the cv settings are set per
+            fold), model, training and regression settings, `baseline` (the summary baseline on each fold too)
+            and `run_dir`, the CV folder (fold_<i>/ run folders inside). Folds are not exported.
         folds: k.
-        out: the CV folder (fold_<i>/ run folders inside).
-        command: the command line, recorded.
-        baseline: also train the summary baseline on each fold.
     """
-    from mgr_tf.tasks import get_task
-    from mgr_tf.training import report as R
-    from mgr_tf.training.run import train
-
     if folds < 2:
         raise UserError(f"--folds must be at least 2, got {folds}")
-    task = get_task(data.task)
+    plan = check(plan)
+    task, data, out, command = plan.spec.task, plan.data, plan.run_dir, plan.command
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "cv_config.json", {"command": command, "folds": folds, "data": dataclasses.asdict(data)})
     rows, matrices, reports = [], [], []
@@ -105,10 +83,10 @@ def cross_validate(data, model_config, train_config, folds: int, out: Path, *, c
         else:
             print(f"[cv] fold {fold + 1}/{folds}", flush=True)
             fold_data = dataclasses.replace(data, cv_folds=folds, cv_fold=fold)
-            report = train(fold_data, model_config, train_config, run_dir, export_name=None,
-                           command=f"{command} (fold {fold})", baseline=baseline)
+            report = run(dataclasses.replace(plan, data=fold_data, run_dir=run_dir, export_name=None,
+                                             command=f"{command} (fold {fold})"))
         reports.append(report)
-        rows.append({"model": model_config.family, "fold": fold, **fold_metrics(report),
+        rows.append({"model": plan.model.family, "fold": fold, **fold_metrics(report),
                      "seconds": float(report["train_seconds"])})
         if report.get("baseline"):
             rows.append({"model": "summary baseline", "fold": fold, **report["baseline"]["headline"],
@@ -125,26 +103,7 @@ def cross_validate(data, model_config, train_config, folds: int, out: Path, *, c
         total = np.sum(matrices, axis=0)
         result["confusion_matrix"] = total.tolist()
         R.plot_confusion_matrix(total, result["class_names"], out / "confusion_matrix.png",
-                                title=f"{model_config.family}, {folds} folds summed")
+                                title=f"{plan.model.family}, {folds} folds summed")
     write_json(out / "cv_report.json", result)
-    (out / "cv_report.md").write_text(render_markdown(result))
+    write_text(out / "cv_report.md", render_markdown(result))
     return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    quiet_tensorflow()
-    from mgr_tf.training.cli import configs_from_args, parse_args
-    from mgr_tf.training.run import default_run_name
-
-    args = parse_args(build_parser(), argv)
-    args.data_dir = args.data_root
-    data, model_config, train_config = configs_from_args(args)
-    out = Path(args.out or Path("runs") / f"cv{args.folds}_{default_run_name(data, args.model)}")
-    command = "python -m mgr_tf.cv " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    result = cross_validate(data, model_config, train_config, args.folds, out, command=command.strip(),
-                            baseline=args.baseline)
-    print(f"\n[cv] report: {out / 'cv_report.md'}")
-    for model, values in result["summary"].items():
-        print(f"[cv] {model}: " + ", ".join(f"{m} {v['mean']:.3f} ± {v['std']:.3f}"
-                                            for m, v in values.items() if m != "seconds"))
-    return 0

@@ -13,13 +13,13 @@ from __future__ import annotations
 import sys
 import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 
 def split_at(model, layer_name: str):
     """(frozen part: model input -> the layer's output, rest: that output -> the model's outputs)."""
-    import keras
-
     features = model.get_layer(layer_name).output
     return keras.Model(model.input, features, name=f"{model.name}_frozen"), keras.Model(features, model.output,
                                                                                          name=f"{model.name}_rest")
@@ -50,8 +50,6 @@ def frozen_features(frozen, ds, label: str, chunk: int = CHUNK) -> tuple[np.ndar
 
 def feature_datasets(frozen, rest, train_ds, val_ds, *, batch_size: int, seed: int):
     """(train, validation) datasets of cached features for `rest`; adapts its `embedding_norm` on train."""
-    import tensorflow as tf
-
     x_train, y_train = frozen_features(frozen, train_ds, "training")
     x_val, y_val = frozen_features(frozen, val_ds, "validation")
     norm = next((layer for layer in rest.layers if layer.name == "embedding_norm"), None)

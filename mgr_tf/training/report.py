@@ -1,8 +1,9 @@
 """Evaluation reports: the numbers (report.json), a readable summary (report.md) and plots.
 
-Genre metrics are scikit-learn's (`classification_report`, `confusion_matrix`) so they are the same
-numbers users get elsewhere; emotion metrics are the exact Spearman (average ranks for ties), Pearson and
-MSE per target.
+How a task's results are scored and shown depends on its kind: classification metrics are scikit-learn's
+(`classification_report`, `confusion_matrix`), so they are the same numbers users get elsewhere, with a
+confusion-matrix plot; regression metrics are the exact Spearman (average ranks for ties), Pearson and MSE per
+target, with a scatter plot each.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+from scipy import stats
+from sklearn.metrics import classification_report, confusion_matrix
+
+from mgr_tf.core.plotting import plt
+from mgr_tf.tasks import Task, get_task
 
 
 def genre_metrics(y_true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
@@ -25,8 +31,6 @@ def genre_metrics(y_true: np.ndarray, probabilities: np.ndarray, class_names: Se
         probabilities: (n, classes) predicted probabilities.
         class_names: names of the classes, in index order.
     """
-    from sklearn.metrics import classification_report, confusion_matrix
-
     y_pred = np.argmax(probabilities, axis=-1)
     labels = list(range(len(class_names)))
     report = classification_report(y_true, y_pred, labels=labels, target_names=list(class_names),
@@ -54,8 +58,6 @@ def emotion_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
         y_true: (n,) true values.
         y_pred: (n,) predictions.
     """
-    from scipy import stats
-
     y_true = np.asarray(y_true, np.float64).reshape(-1)
     y_pred = np.asarray(y_pred, np.float64).reshape(-1)
     constant = np.ptp(y_pred) == 0 or np.ptp(y_true) == 0
@@ -67,19 +69,9 @@ def emotion_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     }
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path,
                           title: str = "") -> None:
     """Saves a confusion-matrix heat map with counts; rows are true classes."""
-    plt = _pyplot()
     m = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(class_names), 0.8 + 0.55 * len(class_names)))
     im = ax.imshow(m, cmap="Blues")
@@ -100,7 +92,6 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
 
 def plot_history(history: Mapping[str, Sequence[float]], path: Path, title: str = "") -> None:
     """Saves training curves: one panel per metric, train and validation together."""
-    plt = _pyplot()
     names = [k for k in history if not k.startswith("val_") and k not in ("learning_rate", "lr", "epoch")
              and not k.startswith("weight_")]
     names = names or list(history)
@@ -127,7 +118,6 @@ def plot_task_weights(history: Mapping[str, Sequence[float]], path: Path) -> boo
     keys = sorted(k for k in history if k.startswith("weight_"))
     if not keys:
         return False
-    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for k in keys:
         ax.plot(history[k], label=k.replace("weight_", ""))
@@ -143,7 +133,6 @@ def plot_task_weights(history: Mapping[str, Sequence[float]], path: Path) -> boo
 
 def plot_scatter(y_true: np.ndarray, y_pred: np.ndarray, name: str, metrics: Mapping[str, float], path: Path) -> None:
     """Saves a predicted-vs-true scatter plot of one emotion target."""
-    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     ax.scatter(y_true, y_pred, s=10, alpha=0.6)
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
@@ -157,17 +146,74 @@ def plot_scatter(y_true: np.ndarray, y_pred: np.ndarray, name: str, metrics: Map
     plt.close(fig)
 
 
+# ----------------------------------------------------------------------------------------------
+# Per kind of task: the metrics, the few numbers a table shows, and report.md lines.
+
+
+def evaluate(task: Task, y_true: Mapping, predictions: Mapping, *, class_names: Sequence[str],
+             run_dir: Path | None = None, title: str = "") -> dict:
+    """Report metrics ({output: {...}}) from the true values and predictions; plots into run_dir."""
+    if task.classification:
+        metrics = {"genre": genre_metrics(np.asarray(y_true["genre"]), np.asarray(predictions["genre"]), class_names)}
+        if run_dir is not None:
+            plot_confusion_matrix(metrics["genre"]["confusion_matrix"], class_names,
+                                  Path(run_dir) / "confusion_matrix.png", title=title)
+        return metrics
+    metrics = {}
+    for name in task.outputs:
+        t, p = np.reshape(y_true[name], -1), np.reshape(predictions[name], -1)
+        metrics[name] = emotion_metrics(t, p)
+        if run_dir is not None:
+            plot_scatter(t, p, name, metrics[name], Path(run_dir) / f"scatter_{name}.png")
+    return metrics
+
+
+def headline(task: Task, metrics: Mapping) -> dict[str, float]:
+    """The few numbers a table of runs shows: accuracy and macro-F1, or each target's Spearman (and their mean)."""
+    if task.classification:
+        return {"accuracy": metrics["genre"]["accuracy"], "macro F1": metrics["genre"]["macro_f1"]}
+    values = {f"{name} Spearman": metrics[name]["spearman"] for name in task.outputs}
+    if len(task.outputs) > 1:
+        values["mean Spearman"] = float(np.mean([metrics[n]["spearman"] for n in task.outputs]))
+    return values
+
+
+def summary_line(task: Task, metrics: Mapping) -> str:
+    """One readable line of the headline numbers."""
+    return ", ".join(f"{k} {v:.3f}" for k, v in headline(task, metrics).items())
+
+
+def metrics_markdown(task: Task, metrics: Mapping) -> list[str]:
+    """report.md lines for the metrics."""
+    if task.classification:
+        g = metrics["genre"]
+        lines = [f"Accuracy **{g['accuracy']:.3f}**, macro F1 **{g['macro_f1']:.3f}**, weighted F1 "
+                 f"{g['weighted_f1']:.3f} on {g['num_examples']} clips.", "",
+                 "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        rows = list(g["per_class"].items()) + [(f"*{label}*", g[key]) for label, key in
+                                               (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg"))]
+        for name, row in rows:
+            lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1-score']:.3f} "
+                         f"| {int(row['support'])} |")
+        return lines + ["", "![confusion matrix](confusion_matrix.png)", ""]
+    lines = ["| target | Spearman | Pearson | MSE | n |", "|---|---|---|---|---|"]
+    for name in task.outputs:
+        m = metrics[name]
+        lines.append(f"| {name} | {m['spearman']:.3f} | {m['pearson']:.3f} | {m['mse']:.4f} | {m['num_examples']} |")
+    if len(task.outputs) > 1:
+        lines.append(f"\nMean Spearman: **{np.mean([metrics[n]['spearman'] for n in task.outputs]):.3f}**")
+    return lines + [""] + [f"![{n}](scatter_{n}.png)" for n in task.outputs] + [""]
+
+
 def render_markdown(report: Mapping) -> str:
     """A readable report.md from the report.json dict."""
-    from mgr_tf.tasks import get_task
-
     task = get_task(report["task"])
     lines = [f"# {report['title']}", "",
              f"Evaluated on the **{report['eval_split']}** split ({report['eval_split_reason']}).", ""]
-    lines += task.markdown(report["metrics"])
+    lines += metrics_markdown(task, report["metrics"])
     if report.get("baseline"):
         base = report["baseline"]
-        ours = task.headline(report["metrics"])
+        ours = headline(task, report["metrics"])
         lines += ["## Against the summary-statistics baseline (same split)", "",
                   "| model | " + " | ".join(ours) + " |", "|---" * (len(ours) + 1) + "|",
                   f"| {report['model']} | " + " | ".join(f"{v:.3f}" for v in ours.values()) + " |",

@@ -1,8 +1,8 @@
 """The keras-tuner side of a study: the HyperModel that builds and fits one model per trial, and the tuner.
 
 A trial's model is built, compiled and fitted by the training code of `mgr_tf.train`
-(`mgr_tf.training.run.build_for_run`, then the multitask task's `compile` and `callbacks`), so there is no
-second model or loss code here. Imported lazily: it imports keras-tuner (and with it TensorFlow).
+(`mgr_tf.training.runner.build_for_run`, then `mgr_tf.training.fit.compile_for` and its callbacks), so there is no
+second model or loss code here.
 """
 
 from __future__ import annotations
@@ -11,9 +11,15 @@ import os
 import time
 from pathlib import Path
 
+import keras
 import keras_tuner
 
-from mgr_tf.config import DataConfig, write_json
+from mgr_tf.core.config import DataConfig
+from mgr_tf.core.io import write_json
+from mgr_tf.data import dataset_info, make_dataset
+from mgr_tf.tasks import get_task
+from mgr_tf.training.fit import compile_for, task_callbacks
+from mgr_tf.training.runner import build_for_run
 from mgr_tf.tuning.space import Setting, declare_hyperparameters, setting_configs
 from mgr_tf.tuning.study import HYPERBAND_FACTOR, OBJECTIVE, TASK, Study
 
@@ -31,15 +37,10 @@ def build_and_compile(study: Study, setting: Setting, data: DataConfig, info, *,
     Returns:
         (plain model, model to fit): the second wraps the first with learned weights.
     """
-    import keras
-
-    from mgr_tf.tasks import get_task
-    from mgr_tf.training.run import build_for_run
-
     keras.utils.set_random_seed(study.seed + execution)
-    model_cfg, train_cfg = setting_configs(study, setting)
-    model = build_for_run(data, model_cfg, train_cfg, info)
-    return model, get_task(TASK).compile(model, train_cfg, train_cfg.learning_rate)
+    model_cfg, train_cfg, regression = setting_configs(study, setting)
+    model = build_for_run(study.plan(data, model_cfg, train_cfg, regression), info)
+    return model, compile_for(get_task(TASK), model, regression, train_cfg.learning_rate)
 
 
 class WeightsHyperModel(keras_tuner.HyperModel):
@@ -61,16 +62,12 @@ class WeightsHyperModel(keras_tuner.HyperModel):
     def info(self):
         """The `DatasetInfo` of the study's data (prepared on first use)."""
         if self._info is None:
-            from mgr_tf.data import dataset_info
-
             self._info = dataset_info(self.data)
         return self._info
 
     def datasets(self):
         """(train, validation) datasets, made once."""
         if self._datasets is None:
-            from mgr_tf.data import make_dataset
-
             self._datasets = (make_dataset(self.data, "train"), make_dataset(self.data, "validation"))
         return self._datasets
 
@@ -82,13 +79,11 @@ class WeightsHyperModel(keras_tuner.HyperModel):
         return build_and_compile(self.study, setting, self.data, self.info, execution=self.execution)
 
     def fit(self, hp, model, *args, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
-        from mgr_tf.tasks import get_task
-
         train_ds, val_ds = self.datasets()
         try:
             return model.fit(train_ds, validation_data=val_ds, epochs=epochs or self.study.epochs,
                              initial_epoch=initial_epoch, verbose=0, shuffle=False,
-                             callbacks=[*get_task(TASK).callbacks(model), *callbacks])
+                             callbacks=[*task_callbacks(get_task(TASK), model), *callbacks])
         finally:
             self.execution += 1
 

@@ -14,8 +14,14 @@ import shlex
 import time
 from pathlib import Path
 
-from mgr_tf.config import DataConfig, to_dict, write_json
-from mgr_tf.genres import EMOTIONS
+import numpy as np
+
+from mgr_tf.core.cli import flags_from_dataclass
+from mgr_tf.core.config import DataConfig, to_dict
+from mgr_tf.core.io import write_json, write_text
+from mgr_tf.core.plotting import plt
+from mgr_tf.core.published import EMOTIONS
+from mgr_tf.training.runner import fingerprint
 from mgr_tf.tuning.space import Setting, declare_hyperparameters, reference_settings, setting_configs
 from mgr_tf.tuning.study import OBJECTIVE, Study
 
@@ -56,8 +62,6 @@ def trial_rows(study: Study, tuner, run_dir: Path) -> list[dict]:
 
 
 def _reference_fingerprint(study: Study, data: DataConfig, records: str) -> str:
-    from mgr_tf.training.run import fingerprint
-
     keep = {k: v for k, v in study.to_json().items() if k not in ("max_trials", "oracle", "description", "name")}
     return fingerprint({"study": keep, "data": to_dict(data), "records": records})
 
@@ -156,7 +160,7 @@ def write_results(study: Study, rows: list[dict], run_dir: Path, *, header: str 
         if row["kind"] == "reference" and row.get("learned"):
             cells[1] += " (final learned weights)"
         lines.append("| " + " | ".join(cells) + " |")
-    (run_dir / "results.md").write_text("\n".join(lines) + "\n")
+    write_text(run_dir / "results.md", "\n".join(lines) + "\n")
     plot_objective(study, rows, run_dir / "objective_vs_weights.png")
     return rows
 
@@ -169,12 +173,6 @@ def plot_objective(study: Study, rows: list[dict], path: Path) -> None:
         rows: the table rows.
         path: the PNG to write.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     def shares(row):
         w = np.array([row[f"w_{t}"] for t in EMOTIONS], float)
         return w / w.sum() if w.sum() > 0 else w
@@ -251,30 +249,30 @@ def best_json(study: Study, rows: list[dict], tuner, data: DataConfig) -> dict:
     best = trials[0]
     weights = [best[f"w_{t}"] for t in EMOTIONS]
     values = {k: best[k] for k, _ in study.space}
-    model_cfg, train_cfg = setting_configs(study, Setting(tuple(weights), False, tuple(values.items())))
+    model_cfg, train_cfg, regression = setting_configs(study, Setting(tuple(weights), False, tuple(values.items())))
     return {"trial_id": best["trial"], OBJECTIVE: best[OBJECTIVE],
             "weights": dict(zip(EMOTIONS, weights)), "values": values,
             "val_spearman": {t: best[f"val_{t}_spearman"] for t in EMOTIONS}, "best_epoch": best["best_epoch"],
             "hyperparameters": dict(tuner.oracle.trials[best["trial"]].hyperparameters.values),
             "best_overall": {"trial": rows[0]["trial"], OBJECTIVE: rows[0][OBJECTIVE]},
-            "train_command": train_command(data, model_cfg, train_cfg)}
+            "train_command": train_command(data, model_cfg, train_cfg, regression)}
 
 
-def train_command(data: DataConfig, model_config, train_config) -> str:
+def train_command(data: DataConfig, model_config, train_config, regression) -> str:
     """The `python -m mgr_tf.train` command that trains with these configs (flags that differ from defaults).
 
     Args:
         data: the DataConfig.
-        model_config: the `mgr_tf.models.ModelConfig`.
-        train_config: the `mgr_tf.training.run.TrainConfig`; its loss weights are always written.
+        model_config: the ModelConfig.
+        train_config: the TrainConfig.
+        regression: the RegressionConfig; its loss weights are always written.
     """
-    from mgr_tf.cli import flags_from_dataclass
-
     flags = ["--task", data.task, "--model", model_config.family, "--features", data.features]
     # Fields the train parser sets itself (task, variable_length from the backbone) or does not expose.
     flags += flags_from_dataclass(data, skip=("task", "features", "variable_length", "cv_folds", "cv_fold"))
     flags += flags_from_dataclass(model_config, skip=("family", "backbone"))
     flags += flags_from_dataclass(model_config.backbone)
-    flags += flags_from_dataclass(train_config, skip=("loss_weights",), rename={"learning_rate": "lr"})
-    flags += ["--loss-weights", *(repr(float(w)) for w in train_config.loss_weights)]
+    flags += flags_from_dataclass(train_config, rename={"learning_rate": "lr"})
+    flags += flags_from_dataclass(regression, skip=("loss_weights",))
+    flags += ["--loss-weights", *(repr(float(w)) for w in regression.loss_weights)]
     return "python -m mgr_tf.train " + " ".join(shlex.quote(f) for f in flags)

@@ -10,14 +10,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from mgr_tf.genres import EMOTIONS
+from mgr_tf.core.config import ModelConfig, RegressionConfig, TrainConfig
+from mgr_tf.core.published import EMOTIONS, PUBLISHED_WEIGHTS
 from mgr_tf.tuning.study import SEARCHABLE, SIMPLEX_U_RANGE, Range, Study
-
-if TYPE_CHECKING:
-    from mgr_tf.models import ModelConfig
-    from mgr_tf.training.run import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -36,7 +32,8 @@ class Setting:
 
 
 def _base_value(study: Study, key: str) -> float:
-    owner = study.model_config if SEARCHABLE[key] == "model" else study.train_config
+    owner = {"model": study.model_config, "train": study.train_config,
+             "regression": study.regression_config}[SEARCHABLE[key]]
     return float(getattr(owner, key))
 
 
@@ -88,30 +85,31 @@ def reference_settings(study: Study) -> dict[str, Setting]:
     Args:
         study: the study.
     """
-    from mgr_tf.losses import EQUAL_WEIGHTS, PUBLISHED_WEIGHTS
-
     values = tuple((key, _default(study, key, r)) for key, r in study.space)
     return {
-        "equal": Setting(tuple(float(EQUAL_WEIGHTS[t]) for t in EMOTIONS), False, values),
+        "equal": Setting(tuple(1.0 for _ in EMOTIONS), False, values),
         "published": Setting(tuple(float(PUBLISHED_WEIGHTS[t]) for t in EMOTIONS), False, values),
         "learned": Setting((1.0, 1.0, 1.0), True, values),
     }
 
 
-def setting_configs(study: Study, setting: Setting) -> tuple[ModelConfig, TrainConfig]:
-    """The (ModelConfig, TrainConfig) a setting trains with: the study's base configs with its values.
+def setting_configs(study: Study, setting: Setting) -> tuple[ModelConfig, TrainConfig, RegressionConfig]:
+    """The (ModelConfig, TrainConfig, RegressionConfig) a setting trains with: the study's configs with its values.
 
     Args:
         study: the study.
         setting: the weights and searched values.
     """
     values = dict(setting.values)
-    model_cfg = dataclasses.replace(study.model_config,
-                                    **{k: v for k, v in values.items() if SEARCHABLE[k] == "model"})
-    train_cfg = dataclasses.replace(study.train_config, loss_weights=tuple(setting.weights),
-                                    learned_weights=setting.learned,
-                                    **{k: v for k, v in values.items() if SEARCHABLE[k] == "train"})
-    return model_cfg, train_cfg
+
+    def of(kind: str) -> dict:
+        return {k: v for k, v in values.items() if SEARCHABLE[k] == kind}
+
+    model_cfg = dataclasses.replace(study.model_config, **of("model"))
+    train_cfg = dataclasses.replace(study.train_config, **of("train"))
+    regression = dataclasses.replace(study.regression_config, loss_weights=tuple(setting.weights),
+                                     learned_weights=setting.learned, **of("regression"))
+    return model_cfg, train_cfg, regression
 
 
 def row_setting(study: Study, row: dict) -> Setting:

@@ -17,15 +17,12 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from mgr_tf.cli import UserError
-from mgr_tf.config import DataConfig, from_dict, to_dict
-from mgr_tf.genres import EMOTIONS
-
-if TYPE_CHECKING:
-    from mgr_tf.models import ModelConfig
-    from mgr_tf.training.run import TrainConfig
+from mgr_tf.core.cli import UserError
+from mgr_tf.core.config import DataConfig, ModelConfig, RegressionConfig, TrainConfig, from_dict, to_dict
+from mgr_tf.core.published import EMOTIONS
+from mgr_tf.models import BACKBONES, FEATURE_TYPES, get_backbone, model_config_from_dict
+from mgr_tf.training.plan import Plan, check
 
 TASK = "multitask"
 ORACLES = ("random", "bayesian", "hyperband")
@@ -33,13 +30,15 @@ OBJECTIVE = "val_mean_spearman"
 SIMPLEX_U_RANGE = (0.001, 0.999)
 HYPERBAND_FACTOR = 3
 # Non-weight hyperparameters a study may search, and where their fixed value lives.
-SEARCHABLE = {"learning_rate": "train", "dropout": "model", "spearman_weight": "train"}
+SEARCHABLE = {"learning_rate": "train", "dropout": "model", "spearman_weight": "regression"}
 STUDY_KEYS = ("name", "description", "model", "features", "beat", "data_dir", "oracle", "max_trials",
               "executions_per_trial", "epochs", "seed", "batch_size", "max_frames", "val_fraction",
               "search_space", "model_overrides", "train_overrides", "references")
 # Set by the study itself, so an override would silently be ignored.
 TRAIN_KEYS_OWNED = ("epochs", "loss_weights", "learned_weights", "init_from", "freeze_epochs",
                     "finetune_lr_factor", "overfit_batch")
+# train_overrides keys that belong to the regression loss (`RegressionConfig`) rather than to `TrainConfig`.
+REGRESSION_KEYS = tuple(f.name for f in dataclasses.fields(RegressionConfig))
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ class Study:
         name: study name; names the default run folder tuning/runs/<name>.
         description: free text.
         model: backbone family (a name in `mgr_tf.models.BACKBONES`).
-        features: model input (a name in `mgr_tf.feature_types.FEATURE_TYPES`).
+        features: model input (a name in `mgr_tf.features.types.FEATURE_TYPES`).
         beat: use the beat-synchronous sub-dataset.
         data_dir: dataset root; None = the embedded synthetic corpus.
         oracle: random, bayesian or hyperband.
@@ -97,8 +96,9 @@ class Study:
         val_fraction: share of the train split used for validation (the objective).
         weights: the weight search space.
         space: other searched hyperparameters: name -> Range (learning_rate, dropout, spearman_weight).
-        model_config: the base `mgr_tf.models.ModelConfig` (family + model_overrides).
-        train_config: the base `mgr_tf.training.run.TrainConfig` (train_overrides + epochs).
+        model_config: the base `ModelConfig` (family + model_overrides).
+        train_config: the base `TrainConfig` (train_overrides + epochs).
+        regression_config: the base `RegressionConfig` (the train_overrides of the regression loss).
         references: train the reference rows (equal, published, learned weights).
     """
 
@@ -120,6 +120,7 @@ class Study:
     space: tuple[tuple[str, Range], ...]
     model_config: ModelConfig
     train_config: TrainConfig
+    regression_config: RegressionConfig = RegressionConfig()
     references: bool = True
 
     def data_config(self, data_dir: str | None = None) -> DataConfig:
@@ -128,8 +129,6 @@ class Study:
         Args:
             data_dir: overrides the study's data_dir when given.
         """
-        from mgr_tf.models import get_backbone
-
         return DataConfig(data_dir=data_dir if data_dir is not None else self.data_dir, task=TASK,
                           features=self.features, beat=self.beat, seed=self.seed, batch_size=self.batch_size,
                           max_frames=self.max_frames, variable_length=get_backbone(self.model).variable_length,
@@ -138,6 +137,12 @@ class Study:
     def to_json(self) -> dict:
         """The study as a JSON-ready dict (written to the run folder's config.json); model_config is flat."""
         return {**to_dict(self), "model_config": to_dict(self.model_config)}
+
+    def plan(self, data: DataConfig, setting_model: ModelConfig | None = None, train: TrainConfig | None = None,
+             regression: RegressionConfig | None = None) -> Plan:
+        """A training `Plan` of the study's data with its configs (or the given ones)."""
+        return Plan(data, setting_model or self.model_config, train or self.train_config,
+                    regression or self.regression_config)
 
 
 def _fail(path, key: str, message: str):
@@ -229,10 +234,6 @@ def parse_study(data: dict, path: str | Path = "<study>") -> Study:
         data: the decoded JSON object.
         path: the file it came from (for messages; its stem is the default name).
     """
-    from mgr_tf.feature_types import FEATURE_TYPES
-    from mgr_tf.models import BACKBONES, ModelConfig
-    from mgr_tf.training.run import TrainConfig, check_flags
-
     if not isinstance(data, dict):
         raise UserError(f"{path}: a study must be a JSON object, got {type(data).__name__}")
     unknown = sorted(set(data) - set(STUDY_KEYS))
@@ -275,7 +276,7 @@ def parse_study(data: dict, path: str | Path = "<study>") -> Study:
     if "family" in overrides:
         _fail(path, "model_overrides.family", "set the family with the top-level key 'model'")
     try:
-        model_config = ModelConfig.from_dict({"family": model, **overrides})
+        model_config = model_config_from_dict({"family": model, **overrides})
     except (ValueError, TypeError) as exc:
         _fail(path, "model_overrides", str(exc))
     train_overrides = data.get("train_overrides", {})
@@ -285,7 +286,10 @@ def parse_study(data: dict, path: str | Path = "<study>") -> Study:
         if key in train_overrides:
             _fail(path, f"train_overrides.{key}", "set by the study itself (epochs / search space), not here")
     try:
-        train_config = from_dict(TrainConfig, {**train_overrides, "epochs": epochs})
+        train_config = from_dict(TrainConfig, {**{k: v for k, v in train_overrides.items() if k not in REGRESSION_KEYS},
+                                               "epochs": epochs})
+        regression_config = from_dict(RegressionConfig, {k: v for k, v in train_overrides.items()
+                                                         if k in REGRESSION_KEYS})
     except (ValueError, TypeError) as exc:
         _fail(path, "train_overrides", str(exc))
 
@@ -306,19 +310,22 @@ def parse_study(data: dict, path: str | Path = "<study>") -> Study:
         if not isinstance(value, Range):  # a fixed value: fold it into the base config
             if SEARCHABLE[key] == "model":
                 model_config = dataclasses.replace(model_config, **{key: value})
+            elif SEARCHABLE[key] == "regression":
+                regression_config = dataclasses.replace(regression_config, **{key: value})
             else:
                 train_config = dataclasses.replace(train_config, **{key: value})
             continue
         space.append((key, value))
     try:
-        check_flags(DataConfig(task=TASK), train_config)
+        check(Plan(DataConfig(task=TASK, features=features, beat=beat, patch_frames=0), model_config, train_config,
+                   regression_config))
     except UserError as exc:
         _fail(path, "train_overrides", str(exc))
     return Study(name=name, description=str(data.get("description", "")), model=model, features=features,
                  beat=beat, data_dir=data_dir, oracle=oracle, max_trials=max_trials, executions_per_trial=executions,
                  epochs=epochs, seed=seed, batch_size=batch_size, max_frames=max_frames, val_fraction=val_fraction,
                  weights=weights, space=tuple(space), model_config=model_config, train_config=train_config,
-                 references=references)
+                 regression_config=regression_config, references=references)
 
 
 def load_study(path: str | Path) -> Study:

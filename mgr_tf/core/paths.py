@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+DEFAULT_EXPORT_ROOT = "exported_models"  # where exports go unless a command says otherwise
+
 
 def cache_home() -> Path:
     """Root of mgr_tf's caches: $MGR_TF_HOME, else ~/.cache/mgr_tf."""

@@ -1,4 +1,4 @@
-"""`python -m mgr_tf.tune tuning/<study>.json`: run a study, write its results, optionally export the best model.
+"""A study run (`python -m mgr_tf.tune tuning/<study>.json`): trials, results, optionally the best model exported.
 
 The run folder (tuning/runs/<study>/ by default) keeps the tuner state: rerunning the same command continues
 the study (a larger --max-trials adds trials; finished trials are not re-run). It also holds the results table
@@ -10,26 +10,36 @@ not change scale with the weights being tuned.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
 
-from mgr_tf.cli import UserError, quiet_tensorflow, run_cli
-from mgr_tf.config import DataConfig, to_dict, write_json
+import keras
+import keras_tuner
+import tensorflow as tf
+
+from mgr_tf.core.cli import UserError
+from mgr_tf.core.config import DataConfig, to_dict
+from mgr_tf.core.io import write_json
+from mgr_tf.data import dataset_info, make_dataset
+from mgr_tf.tasks import get_task
+from mgr_tf.training import report as R
+from mgr_tf.training.fit import task_callbacks
+from mgr_tf.training.runner import eval_split_of, evaluate_run, finish, run_config
+from mgr_tf.tuning.hypermodel import build_and_compile, make_tuner
+from mgr_tf.tuning.results import best_json, reference_rows, summary_header, trial_rows, write_results
+from mgr_tf.tuning.space import row_setting, setting_configs
 from mgr_tf.tuning.study import OBJECTIVE, TASK, Study, load_study
 
 
 def export_best(study: Study, data: DataConfig, row: dict, run_dir: Path, name: str, root: str) -> dict:
     """Retrains a results row's configuration on train + validation, then evaluates and exports it like `mgr_tf.train`.
 
-    The model is built and compiled as in the trials, fitted for the row's best epoch count, and handed to
-    `mgr_tf.training.run.finish_run` (model.keras, the task's evaluation, report.json / report.md, export).
+    The model is built and compiled as in the trials, fitted for the row's best epoch count, and handed to the
+    training runner's tail (model.keras, the task's evaluation, report.json / report.md, export).
 
     Args:
         study: the study.
@@ -42,31 +52,24 @@ def export_best(study: Study, data: DataConfig, row: dict, run_dir: Path, name: 
     Returns:
         The report dict of the retrained run (with "export_dir").
     """
-    import keras
-
-    from mgr_tf.data import dataset_info, make_dataset
-    from mgr_tf.tasks import get_task
-    from mgr_tf.training.run import eval_split_of, finish_run, run_config
-    from mgr_tf.tuning.hypermodel import build_and_compile
-    from mgr_tf.tuning.space import row_setting, setting_configs
-
     full = dataclasses.replace(data, val_fraction=0.0)
     info = dataset_info(full)
     setting = row_setting(study, row)
     epochs = max(1, int(row.get("best_epoch") or study.epochs))
-    model_cfg, train_cfg = setting_configs(study, setting)
+    model_cfg, train_cfg, regression = setting_configs(study, setting)
     train_cfg = dataclasses.replace(train_cfg, epochs=epochs)
     out = run_dir / f"export_{name}"
     out.mkdir(parents=True, exist_ok=True)
     command = f"python -m mgr_tf.tune (study {study.name}, row {row['trial']})"
-    config = {**run_config(full, model_cfg, train_cfg, info, command=command, export_name=name),
-              "tune": {"study": study.to_json(), "row": row}}
+    plan = dataclasses.replace(study.plan(full, model_cfg, train_cfg, regression), run_dir=out, export_name=name,
+                               export_root=root, command=command)
+    config = {**run_config(plan, info), "tune": {"study": study.to_json(), "row": row}}
     write_json(out / "config.json", config)
     model, fit_model = build_and_compile(study, setting, full, info)
     print(f"[tune] export: retraining {row['trial']} on train + validation ({info.counts['train']} clips) "
           f"for {epochs} epoch(s)", flush=True)
     started = time.time()
-    callbacks = [*get_task(TASK).callbacks(fit_model), keras.callbacks.CSVLogger(str(out / "history_main.csv"))]
+    callbacks = [*task_callbacks(get_task(TASK), fit_model), keras.callbacks.CSVLogger(str(out / "history_main.csv"))]
     fit_model.fit(make_dataset(full, "train"), epochs=epochs, verbose=1 if sys.stdout.isatty() else 2,
                   shuffle=False, callbacks=callbacks)
     train_seconds = time.time() - started
@@ -75,42 +78,12 @@ def export_best(study: Study, data: DataConfig, row: dict, run_dir: Path, name: 
     else:  # there is no validation split left to fall back on
         eval_split, reason = "train", ("the test split has no labels and validation was merged into training: "
                                        "scores on the training data, optimistic")
-    report = finish_run(model, out, full, model_cfg, info, config, train_cfg, eval_ds=make_dataset(full, eval_split),
-                        eval_split=eval_split, reason=reason, train_seconds=train_seconds, command=command,
-                        export_name=name, export_root=root,
-                        extra={"tune": {"study": study.name, "row": row, "retrained_on": "train + validation",
-                                        "epochs": epochs}})
-    print(f"[tune] export: {eval_split}: {get_task(TASK).summary_line(report['metrics'])}", flush=True)
+    report = evaluate_run(plan, model, info, config, eval_ds=make_dataset(full, eval_split), eval_split=eval_split,
+                          reason=reason, train_seconds=train_seconds)
+    report = finish(plan, report, extra={"tune": {"study": study.name, "row": row, "retrained_on": "train + validation",
+                                                  "epochs": epochs}})
+    print(f"[tune] export: {eval_split}: {R.summary_line(get_task(TASK), report['metrics'])}", flush=True)
     return report
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of `python -m mgr_tf.tune`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m mgr_tf.tune",
-        description="Run a keras-tuner study of the multitask loss weights (valence, energy, danceability). "
-                    "Each trial trains a model with the same code as mgr_tf.train and is scored by the mean "
-                    "validation Spearman correlation. Rerunning the same command continues the study. "
-                    "Distributed tuning: set KERASTUNER_TUNER_ID (chief / tuner0, tuner1, ...), "
-                    "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT (see tuning/README.md).")
-    parser.add_argument("study", help="study file, e.g. tuning/multitask_weights.json")
-    parser.add_argument("--data-dir", default=None,
-                        help="dataset root (overrides the study's data_dir; default: the study's, else the "
-                             "embedded synthetic corpus)")
-    parser.add_argument("--max-trials", type=int, default=None,
-                        help="trials to reach in total, finished ones included (default: the study's max_trials)")
-    parser.add_argument("--out", default=None, help="run folder (default: tuning/runs/<study name>)")
-    parser.add_argument("--export", default=None, metavar="NAME",
-                        help="retrain the best configuration on train + validation and export it as "
-                             "exported_models/NAME/<version>/ (default: no export)")
-    parser.add_argument("--export-root", default="exported_models", help="export root folder (default: exported_models)")
-    parser.add_argument("--references", action=argparse.BooleanOptionalAction, default=None,
-                        help="train the reference rows (equal, published, learned weights) once, cached in the "
-                             "run folder (default: the study's 'references', true)")
-    parser.add_argument("--export-from", choices=["trial", "overall"], default="trial",
-                        help="with --export: the best tuned trial, or the best row overall (references included) "
-                             "(default: trial)")
-    return parser
 
 
 def _check_run_folder(run_dir: Path, study: Study, data: DataConfig) -> None:
@@ -129,14 +102,13 @@ def _check_run_folder(run_dir: Path, study: Study, data: DataConfig) -> None:
                                 "use another --out or delete the folder to start afresh")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run_study(args, command: str) -> int:
     """Runs (or continues) a study, writes its results and best.json, and exports the best model if asked.
 
     Args:
-        argv: the flags (default: sys.argv[1:]).
+        args: the parsed flags of `python -m mgr_tf.tune`.
+        command: the command line, recorded in the run folder's config.json.
     """
-    quiet_tensorflow()
-    args = build_parser().parse_args(argv)
     study = load_study(args.study)
     if args.max_trials is not None and args.max_trials < 1:
         raise UserError(f"--max-trials must be at least 1, got {args.max_trials}")
@@ -150,20 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not is_worker:
         _check_run_folder(run_dir, study, data)
         run_dir.mkdir(parents=True, exist_ok=True)
-        command = "python -m mgr_tf.tune " + " ".join(
-            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-        import keras_tuner
-
         write_json(run_dir / "config.json", {"study": study.to_json(), "data": to_dict(data),
-                                             "study_file": str(args.study), "command": command.strip(),
+                                             "study_file": str(args.study), "command": command,
                                              "max_trials": max_trials, "keras_tuner": keras_tuner.__version__})
 
-    import tensorflow as tf
-
     tf.config.experimental.enable_op_determinism()
-    from mgr_tf.tuning.hypermodel import make_tuner
-    from mgr_tf.tuning.results import best_json, reference_rows, summary_header, trial_rows, write_results
-
     tuner = make_tuner(study, data, run_dir, max_trials)
     if is_worker:
         print(f"[tune] worker {role}: study {study.name}, asking the chief at {os.environ['KERASTUNER_ORACLE_IP']}:"
@@ -206,7 +169,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = export_best(study, data, pool[0], run_dir, args.export, args.export_root)
         print(f"[tune] exported SavedModel: {report['export_dir']}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

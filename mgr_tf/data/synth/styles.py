@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mgr_tf.genres import GENRES_20
+from mgr_tf.core.published import GENRES_20
 
 
 def _p(*steps: float) -> tuple[float, ...]:

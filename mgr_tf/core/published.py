@@ -1,7 +1,8 @@
-"""Genre vocabularies of the FMA-derived spectrogram data and the published 20 -> 10 mapping.
+"""Facts of the published FMA-derived data: its genre vocabularies, the 20 -> 10 mapping, its regression targets.
 
-Every published result on this data (see shared reference, section 1) merges the 20 FMA genres
-into 10 classes and drops five of them; both vocabularies live here and nowhere else.
+Every published result on this data (see shared reference, section 1) merges the 20 FMA genres into 10 classes
+and drops five of them; both vocabularies live here and nowhere else, with the three emotion targets of the
+multitask release and report 2's fixed multitask weights.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ GENRE_MAP_20_TO_10: dict[str, str | None] = {
 GENRES_10: tuple[str, ...] = tuple(dict.fromkeys(g for g in GENRE_MAP_20_TO_10.values() if g))
 
 EMOTIONS: tuple[str, ...] = ("valence", "energy", "danceability")
+
+# Report 2's fixed multitask weights for (valence, energy, danceability).
+PUBLISHED_WEIGHTS: dict[str, float] = {"valence": 1.5, "energy": 0.8, "danceability": 0.8}
 
 
 def class_names(num_genres: int) -> tuple[str, ...]:

@@ -1,15 +1,15 @@
 """The embedded default corpus: synthesised music run through the project's own feature extractor.
 
 `generate_corpus` writes all four sub-datasets of the published layout (shared reference,
-section 1) from audio synthesised in NumPy (`mgr_tf.audio.music`):
+section 1) from audio synthesised in NumPy (`mgr_tf.data.synth.music`):
 
-* genre clips: each of the 20 FMA genres has a `Style` (`mgr_tf.audio.styles`); genres that the
+* genre clips: each of the 20 FMA genres has a `Style` (`mgr_tf.data.synth.styles`); genres that the
   published 20 -> 10 mapping merges differ only in details, while the ten mapped classes differ clearly.
 * emotion clips: each clip draws continuous "knobs" (tempo, mode, loudness, percussion density,
   brightness, timing regularity, register); valence, energy and danceability are fixed functions
   of the knobs plus small noise, spread over most of [0, 1].
 
-The audio is never stored: it goes through `mgr_tf.audio.clips.batch_clip_features`, the features of
+The audio is never stored: it goes through `mgr_tf.features.clips.batch_clip_features`, the features of
 the converter and of `mgr_tf.predict`, for the full and the ``_beat`` sets. The test split is the
 stratified draw of `mgr_tf.data.splits.stratified_split` (a fifth of each genre, at least one clip).
 Everything is deterministic from the seed; equal arguments give byte-identical files.
@@ -19,31 +19,29 @@ Command line: ``python -m mgr_tf.synth --out DIR [--seed S] [--clips N] [--durat
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from mgr_tf.audio.music import synthesize
-from mgr_tf.audio.styles import EMOTION_STYLES, STYLES, Knobs, emotion_knobs, emotion_targets, genre_knobs
-from mgr_tf.cli import Progress, UserError, quiet_tensorflow, run_cli
-from mgr_tf.config import FeatureConfig
+from mgr_tf.core.cli import Progress
+from mgr_tf.core.config import FeatureConfig
+from mgr_tf.core.published import GENRES_20
+from mgr_tf.data import layout
 from mgr_tf.data.splits import stratified_split
-from mgr_tf.genres import GENRES_20
+from mgr_tf.data.synth import DEFAULT_CLIPS, DEFAULT_DURATION
+from mgr_tf.data.synth.music import synthesize
+from mgr_tf.data.synth.styles import EMOTION_STYLES, STYLES, Knobs, emotion_knobs, emotion_targets, genre_knobs
+from mgr_tf.features.clips import batch_clip_features
 
-DEFAULT_CLIPS = 320
-DEFAULT_DURATION = 30.0
 TEST_FRACTION = 0.2
 BATCH = 2  # clips per feature call; measured fastest on CPU (larger batches fall out of cache)
 
 # The names `mgr_tf.bench.features_bench` imports from here.
 _genre_knobs = genre_knobs
-__all__ = ["DEFAULT_CLIPS", "DEFAULT_DURATION", "STYLES", "emotion_targets", "generate_corpus", "main", "synthesize"]
+__all__ = ["DEFAULT_CLIPS", "DEFAULT_DURATION", "STYLES", "emotion_targets", "generate_corpus", "synthesize"]
 
 
 @dataclass(frozen=True)
@@ -116,9 +114,6 @@ def generate_corpus(out_dir: str | Path, *, seed: int = 0, clips: int = DEFAULT_
         A summary: {"root", "seed", "clips", "duration", "counts": {sub_dataset: {split: n}},
         "frames": {"full": T, "beat": [min, max]}, "seconds"}.
     """
-    from mgr_tf.audio.clips import batch_clip_features
-    from mgr_tf.data import layout
-
     if clips < 2 * len(GENRES_20):
         raise ValueError(f"clips must be at least {2 * len(GENRES_20)} (a train and a test clip per genre), "
                          f"got {clips}")
@@ -162,41 +157,3 @@ def generate_corpus(out_dir: str | Path, *, seed: int = 0, clips: int = DEFAULT_
     return {"root": str(root), "seed": seed, "clips": clips, "duration": duration, "counts": counts,
             "frames": {"full": full_frames, "beat": [min(beat_lengths), max(beat_lengths)]},
             "seconds": round(time.perf_counter() - start, 2)}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: writes the synthetic corpus and prints its summary."""
-    parser = argparse.ArgumentParser(
-        prog="python -m mgr_tf.synth",
-        description="Write a small, deterministic, learnable corpus in the layout of the published FMA "
-                    "spectrogram data (all four sub-datasets), made by synthesising music per genre / emotion "
-                    "and running it through mgr_tf's own feature extractor.")
-    parser.add_argument("--out", required=True, metavar="DIR", help="dataset root to write")
-    parser.add_argument("--seed", type=int, default=0, help="randomness seed; equal seeds give identical files "
-                                                            "(default: 0)")
-    parser.add_argument("--clips", type=int, default=DEFAULT_CLIPS,
-                        help=f"clips in the genre set and in the multitask set each, >= 40 "
-                             f"(default: {DEFAULT_CLIPS})")
-    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION,
-                        help=f"seconds per clip (default: {DEFAULT_DURATION})")
-    parser.add_argument("--withhold-test-labels", action="store_true",
-                        help="write no multitask test_labels.txt, as in the original release "
-                             "(default: write them so that evaluation works)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    quiet_tensorflow()
-    summary = generate_corpus(out, seed=args.seed, clips=args.clips, duration=args.duration,
-                              withhold_test_labels=args.withhold_test_labels, progress=not args.quiet)
-    for name, splits in summary["counts"].items():
-        print(f"{name}: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
-    print(f"wrote {summary['root']} in {summary['seconds']:.1f} s "
-          f"(full {summary['frames']['full']} frames, beat {summary['frames']['beat'][0]}.."
-          f"{summary['frames']['beat'][1]})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

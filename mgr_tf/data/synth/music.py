@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 from scipy.signal import lfilter
 
-from mgr_tf.audio.styles import Knobs, Style
+from mgr_tf.data.synth.styles import Knobs, Style
 
 _TABLE = 2048  # wavetable length
 

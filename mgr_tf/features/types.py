@@ -10,7 +10,10 @@ another hop): such a feature type names another `source`, an array that `mgr_tf.
 computes from the audio and stores next to each fused array (`<id>.NAME.npy`). Spectrogram-only roots,
 such as the published FMA folders, have no audio and so cannot feed it.
 
-Adding a feature type = one `register_feature_type(FeatureType(...))` line with its function.
+Adding a feature type = one `register_feature_type(FeatureType(...))` line with its function. A pretrained
+family registers the encoder input it stores with its backbone (`mgr_tf.models`), so lookups of such a type
+need `mgr_tf.models` imported (the data layer and the command lines do). This module imports no TensorFlow:
+the derived types are slicing and one matmul, which NumPy arrays, tensors and Keras tensors all support.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from mgr_tf.registry import Registry
-from mgr_tf.config import FeatureConfig
+import numpy as np
 
+from mgr_tf.core.config import FeatureConfig
+from mgr_tf.core.registry import Registry
 
 SPECTROGRAM = "spectrogram"  # the TFDS record key of the fused arrays
 
@@ -44,7 +48,7 @@ class FeatureType:
             float32, what ingest stores.
         sample_rate: fn(cfg) -> the rate of the waveforms `serving_waveform` takes.
         waveform_layer: fn(cfg) -> a Keras layer mapping (batch, samples) waveforms to the features in
-            the graph; None = `mgr_tf.audio.features.AudioFeatures` (the fused features, then `derive`).
+            the graph; None = `mgr_tf.features.spectral.AudioFeatures` (the fused features, then `derive`).
     """
 
     name: str
@@ -101,8 +105,6 @@ def dct_matrix(n_in: int, n_out: int):
         n_in: input bands (mel bands).
         n_out: coefficients kept (at most n_in).
     """
-    import numpy as np
-
     if not 1 <= n_out <= n_in:
         raise ValueError(f"n_mfcc must be between 1 and the {n_in} mel bands, got {n_out}")
     n = np.arange(n_in)[:, None]
@@ -114,8 +116,6 @@ def dct_matrix(n_in: int, n_out: int):
 
 def _mfcc(fused, cfg: FeatureConfig):
     """MFCCs of the log-mel (dB) rows: `librosa.feature.mfcc(S=log_mel_db, n_mfcc=cfg.n_mfcc)`, frames first."""
-    import numpy as np
-
     basis = dct_matrix(cfg.n_mels, cfg.n_mfcc)
     log_mel = fused[..., :cfg.n_mels]
     if isinstance(log_mel, np.ndarray):
@@ -131,27 +131,3 @@ register_feature_type(FeatureType(
 def encoder_inputs() -> tuple[str, ...]:
     """Names of the feature types stored by `mgr_tf.ingest --encoder NAME` (the `--encoder` choices)."""
     return tuple(name for name, spec in FEATURE_TYPES.items() if spec.stored)
-
-
-def _musicnn_input(waveform, cfg: FeatureConfig):
-    from mgr_tf.models.musicnn import musicnn_input
-
-    return musicnn_input(waveform, cfg.sample_rate)
-
-
-def _musicnn_waveform_layer(cfg: FeatureConfig):
-    from mgr_tf.models.musicnn import MusicnnFrontend
-
-    return MusicnnFrontend(name="musicnn_frontend")
-
-
-# musicnn (Pons and Serra, ISMIR-LBD 2019): 16 kHz, n_fft 512, hop 256, 96 Slaney mel bands,
-# log10(1 + 10000 x). A 30 s clip has 1 + 480000 // 256 = 1876 frames, of which the ten whole 187-frame
-# (3 s) patches (1870 frames) are kept, as the package's extractor drops an incomplete last patch.
-MUSICNN_BANDS = 96
-MUSICNN_CLIP_FRAMES = 1870
-register_feature_type(FeatureType(
-    "musicnn", "musicnn's encoder input: 16 kHz, 96-band log10(1 + 10000 mel) frames, stored by "
-    "`ingest --encoder musicnn` (needs the audio; spectrogram-only roots cannot feed it)",
-    lambda cfg: MUSICNN_BANDS, lambda x, cfg: x, source="musicnn", frames=MUSICNN_CLIP_FRAMES,
-    from_audio=_musicnn_input, sample_rate=lambda cfg: 16000, waveform_layer=_musicnn_waveform_layer))

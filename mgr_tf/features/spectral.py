@@ -20,14 +20,16 @@ Beat synchronisation (``beat_sync``) runs in NumPy/librosa at dataset-conversion
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 
+import keras
+import librosa
 import numpy as np
 import tensorflow as tf
-import keras
 
-from mgr_tf.config import FeatureConfig
-from mgr_tf.feature_types import get_feature_type
+from mgr_tf.core.config import FeatureConfig
+from mgr_tf.features.types import get_feature_type
 
 _AMIN = 1e-10
 # Fallback segment length for audio without detectable beats: one beat at 120 BPM.
@@ -41,8 +43,6 @@ def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
     Args:
         cfg: feature settings (sample rate, FFT size, mel bands, fmin, fmax).
     """
-    import librosa
-
     fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin,
                              fmax=cfg.fmax, htk=False, norm="slaney", dtype=np.float32)
     return np.ascontiguousarray(fb.T)
@@ -55,8 +55,6 @@ def chroma_filterbank(cfg: FeatureConfig) -> np.ndarray:
     Args:
         cfg: feature settings (sample rate, FFT size, chroma bins).
     """
-    import librosa
-
     fb = librosa.filters.chroma(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_chroma=cfg.n_chroma,
                                 tuning=0.0, dtype=np.float32)
     return np.ascontiguousarray(fb.T)
@@ -183,7 +181,7 @@ class AudioFeatures(keras.layers.Layer):
     graph computes exactly the training features.
 
     Args:
-        bands: the feature type (a name registered in `mgr_tf.feature_types`: fused, mel, chroma, ...).
+        bands: the feature type (a name registered in `mgr_tf.features.types`: fused, mel, chroma, ...).
         sample_rate, n_fft, hop_length, n_mels, n_chroma, fmin, fmax, top_db, n_mfcc: the fields of
             `FeatureConfig`.
         **kwargs: base layer arguments (name, dtype, ...).
@@ -242,8 +240,6 @@ def onset_envelope(log_mel_db: np.ndarray, cfg: FeatureConfig = FeatureConfig())
         log_mel_db: (time, n_mels) log-mel in dB.
         cfg: feature settings (sample rate, hop length, FFT size).
     """
-    import librosa
-
     return librosa.onset.onset_strength(S=np.asarray(log_mel_db, np.float32).T, sr=cfg.sample_rate,
                                         hop_length=cfg.hop_length, n_fft=cfg.n_fft)
 
@@ -258,8 +254,6 @@ def beat_frames(onset_env: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> 
         onset_env: (time,) onset strength.
         cfg: feature settings (sample rate, hop length).
     """
-    import librosa
-
     onset_env = np.asarray(onset_env, np.float32)
     beats = np.empty(0, dtype=int)
     if onset_env.size and np.any(onset_env > 0):
@@ -284,8 +278,6 @@ def sync_to_beats(features: np.ndarray, beats: np.ndarray) -> np.ndarray:
     Returns:
         (segments, bands) float32 array.
     """
-    import librosa
-
     features = np.asarray(features, np.float32)
     if features.ndim != 2:
         raise ValueError(f"features must be (time, bands), got shape {features.shape}")
@@ -339,10 +331,6 @@ def load_audio(path: str | Path, cfg: FeatureConfig = FeatureConfig()) -> np.nda
         FileNotFoundError: the file does not exist.
         ValueError: the file is empty, cannot be decoded or holds no samples.
     """
-    import warnings
-
-    import librosa
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such audio file")

@@ -20,6 +20,13 @@ class UserError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (the problem, then "see --help") instead of the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def quiet_tensorflow() -> None:
     """Silences TensorFlow's C++ log (must run before TensorFlow is imported).
 
@@ -48,7 +55,8 @@ def _field_type(cls: type, field: dataclasses.Field) -> Any:
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, prefix: str = "",
-                       skip: Sequence[str] = (), help_texts: dict[str, str] | None = None) -> None:
+                       skip: Sequence[str] = (), help_texts: dict[str, str] | None = None,
+                       choices: dict[str, Sequence] | None = None) -> None:
     """Adds one flag per field of dataclass `cls` (`--prefix-field-name`).
 
     Help texts come from the `Args:` section of the dataclass docstring unless given; a field whose
@@ -60,9 +68,11 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, prefix: st
         prefix: flag prefix, e.g. "model" gives --model-dropout.
         skip: field names not to expose.
         help_texts: overrides of the help text per field.
+        choices: the allowed values of fields (e.g. the names of a registry), besides those of their metadata.
     """
     docs = _arg_docs(cls)
     help_texts = help_texts or {}
+    choices_of = {k: list(v) for k, v in (choices or {}).items()}
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
@@ -76,7 +86,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, prefix: st
         args = [a for a in typing.get_args(ftype) if a is not type(None)]
         base = args[0] if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args else ftype
         # A field may name its allowed values: field(..., metadata={"choices": (...)}).
-        choices = field.metadata.get("choices")
+        choices = (choices_of or {}).get(field.name, field.metadata.get("choices"))
         if base is bool:
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,
                                 default=default, help=help_)

@@ -26,11 +26,11 @@ import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mgr_tf.data import readers as mgr_io
+from mgr_tf.core.config import FUSED_BANDS, FeatureConfig
+from mgr_tf.core.published import EMOTIONS, GENRES_20
 from mgr_tf.data import layout
-from mgr_tf.config import FUSED_BANDS, FeatureConfig
-from mgr_tf.feature_types import encoder_inputs, get_feature_type
-from mgr_tf.genres import EMOTIONS, GENRES_20
+from mgr_tf.data import readers as mgr_io
+from mgr_tf.models import encoder_inputs, get_feature_type  # with the pretrained families' stored inputs
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,131 @@
+"""A converted pretrained tagger (musicnn) as a TF Serving SavedModel, and its tags for audio files.
+
+The converted model takes patches (batch, frames, bands) and answers ``tags`` and ``embedding``; the family's
+`mgr_tf.models.Tagger` says how audio becomes patches (its front end, in graph ops) and names the tags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mgr_tf.core.cli import UserError
+from mgr_tf.models import BACKBONES, Tagger
+from mgr_tf.serving.export import read_export_config, resolve_model_dir, write_version
+
+TAGS = "tags"
+EMBEDDING = "embedding"
+
+
+def export_tagger(keras_model, out_dir: str | Path, tagger: Tagger, *, family: str,
+                  tags: Sequence[str] | None = None) -> Path:
+    """Writes a TF Serving SavedModel of a converted tagger as `out_dir/<next version>/` (atomic rename).
+
+    Signatures:
+        serving_default: ``patch`` float32 (batch, frames, bands) -> ``tags`` (batch, tags), ``embedding``.
+        serving_waveform: ``waveform`` float32 (batch, samples), mono at the tagger's rate (musicnn: 16 kHz, at
+            least one 3 s patch) -> ``tags`` and ``embedding``, each averaged over the clip's patches.
+    ``assets/labels.txt`` lists the tag names, one a line, in output order.
+
+    Args:
+        keras_model: the converted model.
+        out_dir: the model folder (TF Serving's model base path).
+        tagger: the family's `Tagger`.
+        family: the family's name (recorded as the export's kind, e.g. "musicnn_tagger").
+        tags: tag names (default: the tagger's names for the model).
+    """
+    names = list(tags) if tags is not None else list(tagger.tags_of(keras_model))
+    frames, bands = tagger.patch_shape
+
+    def write(tmp: Path) -> None:
+        archive = keras.export.ExportArchive()
+        archive.track(keras_model)
+
+        def serve_patches(patch):
+            out = keras_model(patch, training=False)
+            return {TAGS: out[TAGS], EMBEDDING: out[EMBEDDING]}
+
+        def serve_waveform(waveform):
+            patches = tagger.frontend(waveform)  # (batch, P, frames, bands)
+            shape = tf.shape(patches)
+            out = keras_model(tf.reshape(patches, [-1, frames, bands]), training=False)
+            return {k: tf.reduce_mean(tf.reshape(out[k], tf.concat([shape[:2], [-1]], 0)), axis=1)
+                    for k in (TAGS, EMBEDDING)}
+
+        archive.add_endpoint("serving_default", serve_patches,
+                             input_signature=[tf.TensorSpec([None, frames, bands], tf.float32, name="patch")])
+        archive.add_endpoint("serving_waveform", serve_waveform,
+                             input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
+        archive.write_out(str(tmp), verbose=False)
+
+    config = {"kind": f"{family}_tagger", "model": keras_model.name, "tags": names,
+              "sample_rate": tagger.sample_rate, "signatures": ["serving_default", "serving_waveform"],
+              "weights": tagger.weights}
+    return write_version(Path(out_dir), write, labels=names, config=config)
+
+
+def clip_tags(model, tagger: Tagger, waveform: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Tag probabilities of one clip (mono, at the tagger's rate), averaged over its patches."""
+    patches = np.asarray(tagger.frontend(np.asarray(waveform, np.float32)))
+    outs = [np.asarray(model(patches[i:i + batch_size], training=False)[TAGS])
+            for i in range(0, len(patches), batch_size)]
+    return np.concatenate(outs).mean(axis=0)
+
+
+def family_tagger(model=None, kind: str | None = None) -> tuple[str, Tagger]:
+    """(family, `Tagger`) of a converted model (found by its tag names) or of a tagger export's kind.
+
+    Raises:
+        UserError: no registered family converts such a model.
+    """
+    for name, backbone in BACKBONES.items():
+        converter = backbone.encoder.converter if backbone.encoder else None
+        if converter is None or (kind is not None and kind != f"{name}_tagger"):
+            continue
+        tagger = converter.tagger()
+        if model is None:
+            return name, tagger
+        try:
+            tagger.tags_of(model)
+        except ValueError:
+            continue
+        return name, tagger
+    what = f"model {model.name!r}" if model is not None else f"export kind {kind!r}"
+    raise UserError(f"{what} is not a converted tagger of a registered family (python -m mgr_tf.pretrained)")
+
+
+class TagPredictor:
+    """Tags of audio files from a converted `.keras` tagger or its TF Serving export (`predict --tags`).
+
+    Args:
+        path: the converter's `.keras` file, or an export's model or version folder.
+    """
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        if path.suffix == ".keras":
+            if not path.is_file():
+                raise UserError(f"{path}: no such model file")
+            model = keras.saving.load_model(path, compile=False)
+            _, self.tagger = family_tagger(model)
+            self.names = list(self.tagger.tags_of(model))
+            self._run = lambda audio: clip_tags(model, self.tagger, audio)
+            return
+        model_dir = resolve_model_dir(path)
+        labels = model_dir / "assets" / "labels.txt"
+        config = read_export_config(model_dir)
+        loaded = tf.saved_model.load(str(model_dir))
+        if "serving_waveform" not in loaded.signatures or not labels.is_file() or "kind" not in config:
+            raise UserError(f"{model_dir}: not a tagger export (python -m mgr_tf.pretrained ... --export)")
+        _, self.tagger = family_tagger(kind=config["kind"])
+        self.names = labels.read_text().split("\n")[:-1]
+        fn = loaded.signatures["serving_waveform"]
+        self._run = lambda audio: fn(waveform=tf.constant(audio[None], tf.float32))[TAGS].numpy()[0]
+
+    def tags(self, audio_path: str | Path) -> np.ndarray:
+        """Tag probabilities of one audio file (read at the tagger's rate), averaged over its patches."""
+        return self._run(self.tagger.load_audio(audio_path))

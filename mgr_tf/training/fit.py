@@ -1,0 +1,130 @@
+"""Fitting one model: the optimizer and compile, the callbacks, and the phases of a run.
+
+Phases: "main"; or, with `--init-from`, "frozen" (the transferred backbone frozen) then "finetune" at a lower
+learning rate; or, for a backbone with a frozen pretrained part, "frozen" (the heads fitted on that part's
+features, computed once per clip) then an optional "finetune" end to end. Every phase logs to
+`history_<phase>.csv`, keeps its best checkpoint and can be resumed (Keras `BackupAndRestore`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import sys
+from pathlib import Path
+
+import keras
+
+from mgr_tf.core.config import ModelConfig, RegressionConfig, TrainConfig
+from mgr_tf.data import make_dataset
+from mgr_tf.data.spec import DataSpec
+from mgr_tf.losses import LogTaskWeights, build_learned_weighting_model
+from mgr_tf.metrics import MeanSpearman
+from mgr_tf.models import get_backbone
+from mgr_tf.models.build import set_backbone_trainable
+from mgr_tf.tasks import Task
+from mgr_tf.training.frozen import feature_datasets, split_at
+
+
+def compile_for(task: Task, model, regression: RegressionConfig, learning_rate: float):
+    """Compiles `model` for `task` with Adam and returns the model to fit (a learned-weighting wrapper with
+    `--learned-weights`, else `model` itself)."""
+    optimizer = keras.optimizers.Adam(learning_rate)
+    losses = task.losses(regression)
+    if regression.learned_weights and not task.classification:
+        weighted = build_learned_weighting_model(model, losses)
+        weighted.compile(optimizer=optimizer, metrics=task.metrics())
+        return weighted
+    model.compile(optimizer=optimizer, loss=losses, loss_weights=task.loss_weights(regression),
+                  metrics=task.metrics())
+    return model
+
+
+def task_callbacks(task: Task, fit_model) -> list:
+    """Callbacks that add derived values to the logs before the others read them: the mean validation Spearman
+    of regression targets (the monitor), and the learned task weights."""
+    extra = [] if task.classification else [MeanSpearman(task.outputs)]
+    if hasattr(fit_model, "task_weights"):
+        extra.append(LogTaskWeights())
+    return extra
+
+
+def callbacks(run_dir: Path, phase: str, monitor: tuple[str, str], train: TrainConfig, extra=()):
+    """(callbacks, Keras verbosity) of one phase: early stopping, learning-rate schedule, checkpoints, logs, backup."""
+    key, mode = monitor
+    verbose_progress = 1 if sys.stdout.isatty() else 2
+    return [
+        *extra,
+        keras.callbacks.EarlyStopping(monitor=key, mode=mode, patience=train.patience,
+                                      restore_best_weights=True, verbose=1),
+        keras.callbacks.ReduceLROnPlateau(monitor=key, mode=mode, factor=0.5, patience=train.lr_patience,
+                                          min_lr=1e-6, verbose=1),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / f"best_{phase}.keras"), monitor=key,
+                                        mode=mode, save_best_only=True),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs" / phase)),
+        keras.callbacks.CSVLogger(str(run_dir / f"history_{phase}.csv"), append=True),
+        # double_checkpoint keeps the previous backup, used when a kill corrupted the latest one mid-write.
+        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup" / phase), double_checkpoint=True),
+    ], verbose_progress
+
+
+def read_history(csv_path: Path) -> dict[str, list[float]]:
+    """The training history from a CSV log (survives resumes; the last row per epoch wins)."""
+    if not csv_path.exists():
+        return {}
+    rows: dict[int, dict] = {}
+    with open(csv_path) as fh:
+        for row in csv.DictReader(fh):
+            rows[int(row.pop("epoch"))] = row
+    history: dict[str, list[float]] = {}
+    for epoch in sorted(rows):
+        for key, value in rows[epoch].items():
+            history.setdefault(key, []).append(float("nan") if value in ("", "NA", None) else float(value))
+    return history
+
+
+def fit_phases(model, spec: DataSpec, model_config: ModelConfig, train: TrainConfig, regression: RegressionConfig,
+               run_dir: Path, train_ds, val_ds) -> None:
+    """Fits `model` in its phases, with the run's callbacks (see the module docstring)."""
+    backbone = get_backbone(model_config.family)
+    if backbone.encoder is not None and not train.init_from:
+        _fit_on_frozen_features(model, backbone, spec, model_config, train, regression, run_dir, train_ds, val_ds)
+        return
+    phases = [("main", train.epochs, train.learning_rate)]
+    if train.init_from:
+        freeze = min(train.freeze_epochs, train.epochs)
+        phases = [("frozen", freeze, train.learning_rate),
+                  ("finetune", train.epochs - freeze, train.learning_rate * train.finetune_lr_factor)]
+    for phase, epochs, lr in phases:
+        if epochs <= 0:
+            continue
+        if train.init_from:
+            set_backbone_trainable(model, phase != "frozen")
+        fit_phase(model, spec.task, train, regression, run_dir, phase, epochs, lr, train_ds, val_ds)
+
+
+def fit_phase(model, task: Task, train: TrainConfig, regression: RegressionConfig, run_dir: Path, phase: str,
+              epochs: int, lr: float, train_ds, val_ds) -> None:
+    """One phase: compile for the task, then fit with the run's callbacks."""
+    fit_model = compile_for(task, model, regression, lr)
+    phase_callbacks, verbose = callbacks(run_dir, phase, task.monitor, train, task_callbacks(task, fit_model))
+    print(f"[train] phase {phase}: up to {epochs} epochs, learning rate {lr:g}", flush=True)
+    fit_model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=phase_callbacks, verbose=verbose,
+                  shuffle=False)  # the pipeline shuffles, seeded
+
+
+def _fit_on_frozen_features(model, backbone, spec: DataSpec, model_config: ModelConfig, train: TrainConfig,
+                            regression: RegressionConfig, run_dir: Path, train_ds, val_ds) -> None:
+    """Phase "frozen": the heads on features of the frozen part computed once; then "finetune" end to end."""
+    data = spec.config
+    frozen, rest = split_at(model, backbone.encoder.frozen_output)
+    # Whole clips in a fixed order (no mixup): each clip's features are computed once.
+    clips = make_dataset(dataclasses.replace(data, mixup=0.0), "train", shuffle=False)
+    features_train, features_val = feature_datasets(frozen, rest, clips, val_ds, batch_size=data.batch_size,
+                                                    seed=data.seed)
+    fit_phase(rest, spec.task, train, regression, run_dir, "frozen", train.epochs, train.learning_rate,
+              features_train, features_val)
+    epochs = backbone.encoder.fine_tune(model, model_config)
+    if epochs:
+        fit_phase(model, spec.task, train, regression, run_dir, "finetune", epochs,
+                  train.learning_rate * train.finetune_lr_factor, train_ds, val_ds)
