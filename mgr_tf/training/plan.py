@@ -70,7 +70,7 @@ def check(plan: Plan) -> Plan:
     backbone = get_backbone(model.family)
     problem = None
     if regression.learned_weights and len(task.outputs) < 2:
-        problem = (f"--learned-weights needs several outputs to weigh (--task multitask); --task {task.name} has "
+        problem = (f"--learned-weights needs --task multitask (several outputs to weigh); --task {task.name} has "
                    f"{len(task.outputs)}")
     elif train.init_from and task.transfer_source:
         problem = (f"--init-from transfers a {task.name} model to another task; it cannot be used with "
