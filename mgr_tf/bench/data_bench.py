@@ -73,7 +73,7 @@ def run(quick: bool) -> list[Row]:
     root = _corpus(quick)
     rows: list[Row] = []
     for beat in (False, True):
-        cfg = DataConfig(data_dir=str(root), beat=beat, num_genres=20, val_fraction=0.0,
+        cfg = DataConfig(data_dir=str(root), beat=beat, num_genres=20, val_fraction=0.0, features="fused",
                          batch_size=BATCH)
         data.dataset_info(cfg)  # prepare the TFRecords outside the timing
         spec = data.resolve(cfg)

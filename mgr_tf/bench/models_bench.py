@@ -22,8 +22,9 @@ from mgr_tf.tasks import get_task, task_losses
 
 
 def families() -> tuple[str, ...]:
-    """Every registered backbone, the CNN (the reference of the ratios) first."""
-    return ("cnn", *(name for name in BACKBONES if name != "cnn"))
+    """Every registered backbone on spectrograms, the CNN (the reference of the ratios) first (a pretrained encoder,
+    which takes its own stored input, is benchmarked by `encoder_bench`)."""
+    return ("cnn", *(name for name, spec in BACKBONES.items() if name != "cnn" and spec.encoder is None))
 
 
 def _measure(family: str, frames: int, batch: int, repeat: int) -> dict:
