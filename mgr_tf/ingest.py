@@ -19,8 +19,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m mgr_tf.ingest",
         description="Convert labelled audio files (wav, flac, ogg, mp3) into the dataset layout that "
                     "mgr_tf.train reads: one clip per file, full and beat-synchronous fused (mel + chroma) "
-                    "features. Resumable: finished clips are listed in ROOT/ingest_manifest_<task>.jsonl and skipped "
-                    "on the next run; bad files are reported and counted in ROOT/ingest_summary.json.",
+                    "features, and musicnn's encoder input (for the pretrained encoder, which training then picks). "
+                    "Into an existing root the new clips are merged. Resumable: finished clips are listed in "
+                    "ROOT/ingest_manifest_<task>.jsonl and skipped on the next run; bad files are reported and "
+                    "counted in ROOT/ingest_summary.json.",
         epilog="Unknown flags after --beam are passed to Apache Beam as pipeline options "
                "(e.g. --runner=DirectRunner --direct_num_workers=2).")
     parser.add_argument("audio_dir", metavar="AUDIO_DIR",
@@ -28,13 +30,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("labels", metavar="LABELS", nargs="+",
                         help="FMA tracks.csv (genres; genres.csv beside it refines sub-genres) and/or "
                              "echonest.csv (valence, energy, danceability), or one plain CSV with the header "
-                             "'path,genre' or 'path,valence,energy,danceability' (paths relative to AUDIO_DIR; "
-                             "optional 'id' and 'split' (train/test) columns; any genre names)")
+                             "'path,genre', 'path,<target>,...' or 'path,genre,<target>,...' (paths relative to "
+                             "AUDIO_DIR; optional 'id' and 'split' (train/test) columns; any genre names; any "
+                             "numeric target columns in [0, 1]; genre and targets give both kinds of sub-datasets "
+                             "in one pass)")
     parser.add_argument("--out", required=True, metavar="ROOT", help="dataset root to write (or resume)")
     parser.add_argument("--clip-seconds", type=float, default=FeatureConfig.clip_seconds,
                         help=f"clip length in seconds (default: {FeatureConfig.clip_seconds:g}); files shorter by "
                              f"up to {SHORT_TOLERANCE_SECONDS:g} s are kept unless --min-seconds says otherwise")
     add_dataclass_args(parser, IngestConfig)
+    parser.add_argument("--no-encoder", dest="encoder", action="store_const", const="none",
+                        help="store no pretrained encoder's input (the same as --encoder none)")
     parser.add_argument("--beam", action="store_true",
                         help="run the conversion as an Apache Beam pipeline (needs the 'beam' extra); "
                              "unknown flags become Beam pipeline options (default runner: DirectRunner)")

@@ -16,7 +16,7 @@ import tensorflow as tf
 from mgr_tf.core.config import ModelConfig
 from mgr_tf.models import BACKBONES, model_config
 from mgr_tf.models.build import build_model
-from mgr_tf.tasks import RegressionTask, get_task, task_losses
+from mgr_tf.tasks import RegressionTask, task_for, task_losses
 
 BANDS = 12
 FRAMES = 32
@@ -46,7 +46,7 @@ def tiny_model(family: str, task: str, *, config: ModelConfig | None = None, **k
     """A `build_model` result with `family_bands` bands, FRAMES frames, NUM_CLASSES classes and seeded statistics."""
     rng = np.random.default_rng(0)
     bands = family_bands(family)
-    return build_model(config or tiny_config(family), get_task(task), num_bands=bands, frames=FRAMES,
+    return build_model(config or tiny_config(family), task_for(task), num_bands=bands, frames=FRAMES,
                        num_classes=NUM_CLASSES, norm_mean=rng.random(bands) * 5, norm_std=rng.random(bands) + 2,
                        **kwargs)
 
@@ -63,7 +63,7 @@ def random_batch(rng: np.random.Generator, batch: int, frames: int = FRAMES, ban
 
 def make_targets(rng: np.random.Generator, task: str, batch: int) -> dict:
     """Targets in the task's documented structure: class indices (int32) or floats in [0, 1] of its shapes."""
-    spec = get_task(task)
+    spec = task_for(task)
     if spec.classification:
         return {name: rng.integers(0, NUM_CLASSES, (batch, *shape)).astype(np.int32)
                 for name, shape in spec.target_shapes().items()}
@@ -83,7 +83,7 @@ def check_output_structure(model: keras.Model, task: str, batch: int = 3, frames
     Classification outputs are (batch, NUM_CLASSES) probabilities; others have the task's target shape,
     and emotion outputs (sigmoids) lie in [0, 1].
     """
-    spec = get_task(task)
+    spec = task_for(task)
     x = random_batch(np.random.default_rng(1), batch, frames, model_bands(model))
     out = model({"spectrogram": x}, training=False)
     assert isinstance(out, dict), type(out)

@@ -151,7 +151,7 @@ def test_emotion_targets(tiny_corpus, task):
     assert tuple(ys) == names
     for name in names:
         assert ys[name].shape == (len(ids), 1) and ys[name].dtype == np.float32
-        expected = [examples[t].emotions[EMOTIONS.index(name)] for t in ids]
+        expected = [examples[t].targets[EMOTIONS.index(name)] for t in ids]
         np.testing.assert_allclose(ys[name][:, 0], expected, rtol=1e-6)
     info = data.dataset_info(cfg)
     assert info.num_classes == 0 and info.output_names == names

@@ -68,8 +68,8 @@ class ArousalTask(RegressionTask):
         super().__init__("arousal", ("arousal",))
 
     @property
-    def stratify_on(self) -> str:
-        return "energy"  # a label column of the data ("arousal" is derived, not stored)
+    def columns(self) -> tuple[str, ...]:
+        return ("energy", "danceability")  # the label columns it reads ("arousal" is derived, not stored)
 
     def targets(self, example, label_map):
         energy = tf.cast(example["energy"], tf.float32)

@@ -361,7 +361,7 @@ def test_cli_errors_name_the_file(audio_dir, tmp_path, capsys):
     assert f"{bad}:1: expected a header with a 'path' column" in capsys.readouterr().err
     assert run_cli(main, [str(audio_dir), str(audio_dir / "genres.csv"), "--out", str(tmp_path / "o"),
                           "--task", "multitask"]) == 2
-    assert "--task multitask needs valence" in capsys.readouterr().err
+    assert "--task multitask needs regression targets" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(audio_dir), str(bad), "--out", "o", "--runner=DirectRunner"])
     with pytest.raises(SystemExit) as exc:

@@ -103,6 +103,19 @@ def test_emotion_labels_read(tmp_path):
     path = layout.write_emotion_labels(tmp_path / "train_labels.txt", [(9, 0.1, 0.5, 1.0)])
     rows, _ = mgr_io.read_emotion_labels(path)
     assert rows == [(2, "9", (0.1, 0.5, 1.0))]
+    assert mgr_io.read_target_names(path) == ("valence", "energy", "danceability")
+
+
+def test_any_regression_targets_are_read_by_name(tmp_path):
+    """The targets are the label CSV's columns: any names, any number."""
+    path = layout.write_emotion_labels(tmp_path / "train_labels.txt", [("a", 0.25, 1.0), ("b", 0.0, 0.5)],
+                                       targets=("calmness", "joyful_activation"))
+    assert path.read_text().splitlines()[0] == "Id,calmness,joyful_activation"
+    assert mgr_io.read_target_names(path) == ("calmness", "joyful_activation")
+    rows, _ = mgr_io.read_emotion_labels(path)
+    assert rows == [(2, "a", (0.25, 1.0)), (3, "b", (0.0, 0.5))]
+    single = layout.write_emotion_labels(tmp_path / "one.txt", [("a", 0.5)], targets=("arousal",))
+    assert mgr_io.read_emotion_labels(single)[0] == [(2, "a", (0.5,))]
 
 
 @pytest.mark.parametrize("reader, text, line, message", [
@@ -113,7 +126,12 @@ def test_emotion_labels_read(tmp_path):
      "duplicate id '5'"),
     (mgr_io.read_emotion_labels, "9,0.1,0.2,0.3\n", 1, "missing header"),
     (mgr_io.read_emotion_labels, "Id\tvalence\tenergy\tdanceability\n", 1, "wrong delimiter"),
-    (mgr_io.read_emotion_labels, "Id,valence,arousal,danceability\n", 1, "expected the header"),
+    (mgr_io.read_emotion_labels, "Track,valence,energy,danceability\n", 1, "expected the header"),
+    (mgr_io.read_emotion_labels, "Id\n", 1, "no regression targets"),
+    (mgr_io.read_emotion_labels, "Id,calm,calm\n", 1, "'calm' is named twice"),
+    (mgr_io.read_emotion_labels, "Id,genre\n", 1, "'genre' is reserved"),
+    (mgr_io.read_emotion_labels, "Id,joyful activation\n", 1, "not a plain name"),
+    (mgr_io.read_emotion_labels, "Id,calmness,power\n9,0.1\n", 2, "expected 3 comma-separated fields"),
     (mgr_io.read_emotion_labels, EMOTION_HEADER + "9;0.1;0.2;0.3\n", 2, "4 comma-separated fields"),
     (mgr_io.read_emotion_labels, EMOTION_HEADER + "9,0.1,high,0.3\n", 2, "energy 'high' is not a number"),
     (mgr_io.read_emotion_labels, EMOTION_HEADER + "9,0.1,0.2,1.5\n", 2, "danceability 1.5 is outside [0, 1]"),
@@ -145,7 +163,7 @@ def test_list_split_and_unlabelled_test(tmp_path):
     assert train.examples[0].path.name == "1.fused.full.npy.gz"
     test = mgr_io.list_split(root, "multitask_dataset", "test")
     assert not test.labelled and [e.track_id for e in test.examples] == ["4", "5"]
-    assert all(not e.labelled and e.emotions is None for e in test.examples)
+    assert all(not e.labelled and e.targets is None for e in test.examples)
 
 
 def test_label_line_naming_a_missing_file(tmp_path):

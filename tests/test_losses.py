@@ -154,18 +154,24 @@ def test_mse_spearman_combination_and_config():
 
 def test_published_weights_weigh_the_multitask_loss():
     """`--loss-weights published` gives report 2's weights, and the compiled total is their weighted sum."""
-    from mgr_tf.tasks import get_task
+    from mgr_tf.tasks import task_for
     from mgr_tf.training.fit import compile_for
     from mgr_tf.training.flags import _parse_loss_weights
 
     weights = _parse_loss_weights(["published"])
-    assert dict(zip(EMOTIONS, weights)) == PUBLISHED_WEIGHTS
+    assert weights == PUBLISHED_WEIGHTS
+    # By name, or one number per target in the task's order; a target not named weighs 1.
+    assert _parse_loss_weights(["energy=2", "valence=0.5"]) == {"energy": 2.0, "valence": 0.5}
+    assert _parse_loss_weights(["1.5", "0.8", "0.8"]) == PUBLISHED_WEIGHTS
+    assert _parse_loss_weights(["calmness=2,power=1"], ("calmness", "power")) == {"calmness": 2.0, "power": 1.0}
+    assert task_for("multitask").loss_weights(RegressionConfig(loss_weights={"energy": 2.0})) == {
+        "valence": 1.0, "energy": 2.0, "danceability": 1.0}
     assert set(task_losses("multitask")) == set(EMOTIONS)
     rng = np.random.default_rng(9)
     x = {"spectrogram": rng.random((16, 4)).astype(np.float32)}
     y = {name: rng.random((16, 1)).astype(np.float32) for name in EMOTIONS}
     model = _tiny_multitask_model()
-    compile_for(get_task("multitask"), model, RegressionConfig(loss_weights=weights, spearman_weight=0.0), 1e-3)
+    compile_for(task_for("multitask"), model, RegressionConfig(loss_weights=weights, spearman_weight=0.0), 1e-3)
     predictions = model(x)
     total = float(model.compute_loss(x=x, y=y, y_pred=predictions, training=False))
     want = sum(PUBLISHED_WEIGHTS[n] * np.mean((np.asarray(predictions[n]) - y[n]) ** 2) for n in EMOTIONS)

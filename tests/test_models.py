@@ -12,7 +12,7 @@ import pytest
 from mgr_tf.models import BACKBONES, model_config, model_config_from_dict
 from mgr_tf.models.build import build_model, class_names_of, load_backbone_weights, set_backbone_trainable, transfer_model
 from mgr_tf.models.layers import FixedLength, LabelledDense, SpectrogramNormalization
-from mgr_tf.tasks import TASKS, get_task
+from mgr_tf.tasks import TASKS, task_for
 from tests.model_harness import (
     BANDS,
     check_fit_step,
@@ -65,7 +65,7 @@ def test_default_size_parameter_count(family):
     spec = BACKBONES[family]
     # A pretrained encoder's architecture is fixed: its test options only skip the weights download.
     config = model_config(family, **(spec.test_options if spec.input_bands else {}))
-    model = build_model(config, get_task("genre"), num_bands=spec.input_bands or 140, frames=1293, num_classes=10)
+    model = build_model(config, task_for("genre"), num_bands=spec.input_bands or 140, frames=1293, num_classes=10)
     assert model.count_params() == DEFAULT_GENRE_PARAMS.get(family), model.count_params()
 
 
@@ -168,8 +168,8 @@ def test_transfer_copies_backbone_and_freezes():
     # Move the BN statistics away from their initial values so a copy is detectable.
     first_bn = genre.get_layer("block1_bn")
     first_bn.moving_mean.assign(np.full(first_bn.moving_mean.shape, 0.7, np.float32))
-    assert set(transfer_model(genre, get_task("multitask"), config).output) == set(TASKS["multitask"].outputs)
-    emotion = transfer_model(genre, get_task("valence"), config)
+    assert set(transfer_model(genre, task_for("multitask"), config).output) == set(task_for("multitask").outputs)
+    emotion = transfer_model(genre, task_for("valence"), config)
     x = {"spectrogram": random_batch(np.random.default_rng(5), 2)}
     embed = lambda m: keras.Model(m.inputs, m.get_layer("embedding").output)(x)  # noqa: E731
     np.testing.assert_allclose(np.asarray(embed(emotion)), np.asarray(embed(genre)), atol=1e-6)
@@ -184,7 +184,7 @@ def test_transfer_copies_backbone_and_freezes():
 
 @pytest.mark.slow
 def test_transfer_fine_tuning_trains_the_backbone_only_when_unfrozen():
-    emotion = transfer_model(tiny_model("cnn", "genre"), get_task("valence"), tiny_config("cnn"))
+    emotion = transfer_model(tiny_model("cnn", "genre"), task_for("valence"), tiny_config("cnn"))
     set_backbone_trainable(emotion, False)
     frozen_kernel = np.array(emotion.get_layer("block1_conv").kernel)
     check_fit_step(emotion, "valence", jit_compile=False)
@@ -198,9 +198,9 @@ def test_transfer_fine_tuning_trains_the_backbone_only_when_unfrozen():
 
 def test_transfer_rejects_non_genre_model():
     with pytest.raises(ValueError, match="needs a genre model"):
-        transfer_model(tiny_model("cnn", "valence"), get_task("energy"), tiny_config("cnn"))
+        transfer_model(tiny_model("cnn", "valence"), task_for("energy"), tiny_config("cnn"))
     with pytest.raises(ValueError, match="source task"):
-        transfer_model(tiny_model("cnn", "genre"), get_task("genre"), tiny_config("cnn"))
+        transfer_model(tiny_model("cnn", "genre"), task_for("genre"), tiny_config("cnn"))
 
 
 def test_ast_weights_from_keras_file(tmp_path):
@@ -246,10 +246,10 @@ def test_trains_a_step_on_make_dataset_output(family, task, tiny_corpus):
     data = DataConfig(data_dir=str(tiny_corpus), task=task, beat=True, batch_size=8,
                       variable_length=BACKBONES[family].variable_length)
     info = dataset_info(data)
-    model = build_model(model_config(family, **BACKBONES[family].test_options), get_task(task), num_bands=info.num_bands,
+    model = build_model(model_config(family, **BACKBONES[family].test_options), task_for(task), num_bands=info.num_bands,
                         frames=info.frames, num_classes=info.num_classes, norm_mean=info.norm_mean,
                         norm_std=info.norm_std)
-    fit_model = compile_for(get_task(task), model, RegressionConfig(), 1e-3)
+    fit_model = compile_for(task_for(task), model, RegressionConfig(), 1e-3)
     before = [w.copy() for w in model.get_weights()]
     history = fit_model.fit(make_dataset(data, "train").take(1), epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"][0])

@@ -57,7 +57,8 @@ def write_study(path: Path, **changes) -> Path:
 def test_study_errors_name_the_file_and_the_key(tmp_path, changes, key, problem):
     path = write_study(tmp_path / "bad.json", **changes)
     with pytest.raises(UserError) as info:
-        load_study(path)
+        study = load_study(path)
+        study.bind(study.data_config())  # the weights of the data's targets are checked against the data
     message = str(info.value)
     assert message.startswith(f"{path}: {key}:"), message
     assert problem in message
@@ -84,6 +85,7 @@ def test_shipped_studies_parse():
 
 def test_simplex_weights_sum_to_total_and_equal_draws_give_equal_weights():
     study = parse_study(TINY_STUDY, "tiny.json")
+    study = study.bind(study.data_config())  # the embedded corpus: the published three targets
     assert weights_from_values(study, {f"u_{t}": 0.3 for t in EMOTIONS}) == pytest.approx((1.0, 1.0, 1.0))
     w = weights_from_values(study, {"u_valence": 0.9, "u_energy": 0.05, "u_danceability": 0.5})
     assert sum(w) == pytest.approx(3.0) and w[1] > w[2] > w[0] > 0

@@ -23,7 +23,7 @@ from scipy import stats
 from mgr_tf.analysis.figures import pyplot, save, slug, write_index
 from mgr_tf.core.cli import UserError
 from mgr_tf.core.config import BEAT_FRAMES, FeatureConfig, from_dict
-from mgr_tf.core.published import EMOTIONS, GENRE_MAP_20_TO_10, GENRES_20
+from mgr_tf.core.published import GENRE_MAP_20_TO_10, GENRES_20
 from mgr_tf.data import layout, readers
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -141,36 +141,42 @@ def plot_lengths(lengths: dict[str, list[int]], path: Path) -> Path:
     return save(fig, path)
 
 
-def plot_emotions(values: np.ndarray, path: Path) -> Path:
-    """Histograms of valence, energy and danceability (values (n, 3))."""
+def plot_emotions(values: np.ndarray, names: Sequence[str], path: Path) -> Path:
+    """Histograms of the regression targets (values (n, targets)), up to four a row."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharey=True)
-    for ax, name, column in zip(axes, EMOTIONS, values.T):
+    cols = min(len(names), 4)
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.8 * rows), sharey=True, squeeze=False)
+    for ax, name, column in zip(axes.flat, names, values.T):
         ax.hist(column, bins=np.linspace(0, 1, 21), color="tab:blue", edgecolor="white")
         ax.axvline(np.mean(column), color="k", linestyle="--", label=f"mean {np.mean(column):.2f}")
         ax.set(xlabel=f"{name} (0..1)", title=name)
         ax.legend()
-    axes[0].set_ylabel("clips")
-    fig.suptitle(f"emotion targets ({len(values)} labelled clips)")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    for row in axes:
+        row[0].set_ylabel("clips")
+    fig.suptitle(f"regression targets ({len(values)} labelled clips)")
     fig.tight_layout()
     return save(fig, path)
 
 
-def plot_correlations(values: np.ndarray, path: Path) -> Path:
-    """Pearson (lower-left annotation) correlation matrix of the emotion targets, with Spearman beside."""
+def plot_correlations(values: np.ndarray, names: Sequence[str], path: Path) -> Path:
+    """Pearson (lower-left annotation) correlation matrix of the regression targets, with Spearman beside."""
     plt = pyplot()
-    pearson = np.corrcoef(values.T)
-    spearman = stats.spearmanr(values).statistic
-    fig, ax = plt.subplots(figsize=(5.8, 4.8))
+    k = len(names)
+    pearson = np.atleast_2d(np.corrcoef(values.T))
+    spearman = np.atleast_2d(stats.spearmanr(values).statistic) if k > 1 else np.ones((1, 1))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * k, 1.2 + 1.2 * k))
     im = ax.imshow(pearson, cmap="RdBu_r", vmin=-1, vmax=1)
-    ax.set_xticks(range(3), EMOTIONS)
-    ax.set_yticks(range(3), EMOTIONS)
-    for i in range(3):
-        for j in range(3):
+    ax.set_xticks(range(k), names, rotation=45 if k > 3 else 0, ha="right" if k > 3 else "center")
+    ax.set_yticks(range(k), names)
+    for i in range(k):
+        for j in range(k):
             ax.text(j, i, f"r {pearson[i, j]:.2f}\nρ {spearman[i, j]:.2f}", ha="center", va="center", fontsize=9,
                     color="white" if abs(pearson[i, j]) > 0.6 else "black")
     fig.colorbar(im, ax=ax, label="Pearson r")
-    ax.set_title(f"correlation of the emotion targets (n={len(values)})\nr = Pearson, ρ = Spearman")
+    ax.set_title(f"correlation of the regression targets (n={len(values)})\nr = Pearson, ρ = Spearman")
     fig.tight_layout()
     return save(fig, path)
 
@@ -232,11 +238,13 @@ def explore_data(root: Path, out: Path) -> Path:
     else:
         sections.append(("Beat-synchronous lengths", "none: the root has no beat-synchronous sub-dataset.", []))
     emotion = [lst for s in layout.SPLITS if (lst := _listing(root, layout.MULTITASK_FULL, s)) and lst.labelled]
-    values = np.asarray([e.emotions for lst in emotion for e in lst.examples if e.emotions], np.float64)
+    values = np.asarray([e.targets for lst in emotion for e in lst.examples if e.targets], np.float64)
     if len(values) >= 3:
-        sections.append(("Emotion targets", f"{len(values)} labelled clips (train and any labelled test split).",
-                         [plot_emotions(values, out / "emotion_histograms.png").name,
-                          plot_correlations(values, out / "emotion_correlations.png").name]))
+        names = readers.regression_targets(root, layout.MULTITASK_FULL)
+        sections.append(("Emotion targets", f"{len(values)} labelled clips (train and any labelled test split); "
+                         f"targets {', '.join(names)}.",
+                         [plot_emotions(values, names, out / "emotion_histograms.png").name,
+                          plot_correlations(values, names, out / "emotion_correlations.png").name]))
     else:
         sections.append(("Emotion targets", f"none: the root has no labelled {layout.MULTITASK_FULL}/.", []))
     if not any(images for _, _, images in sections):

@@ -23,6 +23,7 @@ summary and in `ROOT/ingest_summary.json`; bad files are tried again on the next
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import sys
@@ -43,13 +44,16 @@ from mgr_tf.audio.convert import (
     write_label_files,
 )
 from mgr_tf.audio.labels import read_labels
-from mgr_tf.audio.tracks import IngestConfig, LabelSet, Problem, Track
+from mgr_tf.audio.tracks import AUTO, IngestConfig, LabelSet, Problem, Track
 from mgr_tf.core.cli import Progress, UserError
 from mgr_tf.core.config import FeatureConfig
-from mgr_tf.core.io import write_json
+from mgr_tf.core.io import locked, write_json
 from mgr_tf.data import layout
 
 SUMMARY = "ingest_summary.json"
+LOCK = ".ingest.lock"
+# The encoder input stored by default (where audio exists, the pretrained encoder is the default model).
+DEFAULT_ENCODER = "musicnn"
 # Problems listed per kind in the summary file (all are counted).
 MAX_LISTED = 1000
 
@@ -88,17 +92,19 @@ def _decoded(tracks: list[Track], cfg: IngestConfig, fcfg: FeatureConfig):
         yield from pool.imap_unordered(_worker_decode, tracks, chunksize=1)
 
 
-def _convert_locally(todo: list[Track], root: Path, task: str, cfg: IngestConfig, fcfg: FeatureConfig,
-                     progress: bool, on_record) -> list[Problem]:
-    """Converts `todo` with local decoding workers; calls `on_record` per finished clip; returns problems."""
+def _convert_locally(todo: list[tuple[Track, dict]], root: Path, cfg: IngestConfig, fcfg: FeatureConfig,
+                     progress: bool, on_records) -> list[Problem]:
+    """Converts `todo` ((track, {task: label})) with local decoding workers; calls `on_records` per finished clip;
+    returns the problems."""
+    labels_of = {track.track_id: labels for track, labels in todo}
     problems = []
     converted = 0
     with Progress(len(todo), "ingest", "files", enabled=progress) as bar:
-        for track, clip, problem in _decoded(todo, cfg, fcfg):
+        for track, clip, problem in _decoded([track for track, _ in todo], cfg, fcfg):
             if problem is None:
-                record, problem = convert_or_problem(track, clip, root, task, cfg, fcfg)
-                if record is not None:
-                    on_record(record)
+                records, problem = convert_or_problem(track, clip, root, labels_of[track.track_id], cfg, fcfg)
+                if records is not None:
+                    on_records(records)
                     converted += 1
             if problem is not None:
                 problems.append(problem)
@@ -106,10 +112,25 @@ def _convert_locally(todo: list[Track], root: Path, task: str, cfg: IngestConfig
     return problems
 
 
+def _resolved_encoder(root: Path, label_sets: list[LabelSet], cfg: IngestConfig) -> IngestConfig:
+    """`cfg` with `encoder` "auto" decided: the encoder a root being resumed was converted with, else musicnn."""
+    if cfg.encoder != AUTO:
+        return cfg
+    for labels in label_sets:
+        old, _ = read_manifest(root, labels.task)
+        if old is not None:
+            return dataclasses.replace(cfg, encoder=old.get("encoder"))
+    return dataclasses.replace(cfg, encoder=DEFAULT_ENCODER)
+
+
 def ingest(audio_dir: str | Path, label_files: Sequence[str | Path], root: str | Path,
            cfg: IngestConfig = IngestConfig(), fcfg: FeatureConfig = FeatureConfig(), *,
            progress: bool = True, beam_args: Sequence[str] | None = None) -> dict:
     """Converts the labelled audio files into the dataset layout under `root` (resumable).
+
+    Every kind of label the files hold (genre, regression targets) is converted in one pass over the audio.
+    Into a root that holds data already, the new clips are merged: the rows of its label files stay. Two ingests
+    into one root take turns (a lock on `ROOT/.ingest.lock`).
 
     Args:
         audio_dir: the audio folder.
@@ -131,71 +152,96 @@ def ingest(audio_dir: str | Path, label_files: Sequence[str | Path], root: str |
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise UserError(f"{root}: exists and is not a folder")
-    labels = read_labels(audio_dir, label_files, cfg)
-    settings = settings_of(labels.task, cfg, fcfg)
-    old_settings, done = read_manifest(root, labels.task)
-    if old_settings is not None and old_settings != settings:
-        diff = sorted(k for k in set(settings) | set(old_settings) if settings.get(k) != old_settings.get(k))
-        raise UserError(f"{manifest_path(root, labels.task)}: {root} was converted with other settings "
-                        f"({', '.join(diff)}); use a new --out folder or the same settings to resume")
-    todo, already = [], 0
-    for track in labels.tracks:
-        record = done.get(track.track_id)
-        if record is not None and outputs_exist(root, labels.task, record, cfg.gz, cfg.encoder):
-            already += 1
-        else:
-            todo.append(track)
+    label_sets = read_labels(audio_dir, label_files, cfg)
     root.mkdir(parents=True, exist_ok=True)
+    with locked(root / LOCK, f"the dataset root {root}"):
+        return _ingest_locked(audio_dir, label_files, root, label_sets, _resolved_encoder(root, label_sets, cfg),
+                              fcfg, progress, beam_args, start)
+
+
+def _ingest_locked(audio_dir, label_files, root: Path, label_sets: list[LabelSet], cfg: IngestConfig,
+                   fcfg: FeatureConfig, progress: bool, beam_args, start: float) -> dict:
+    settings, done, manifests = {}, {}, {}
+    todo: dict[str, tuple[Track, dict]] = {}
+    already = {}
+    for labels in label_sets:
+        task = labels.task
+        settings[task] = settings_of(task, cfg, fcfg, labels.targets)
+        old_settings, done[task] = read_manifest(root, task)
+        if old_settings is not None and old_settings != settings[task]:
+            diff = sorted(k for k in set(settings[task]) | set(old_settings)
+                          if settings[task].get(k) != old_settings.get(k))
+            raise UserError(f"{manifest_path(root, task)}: {root} was converted with other settings "
+                            f"({', '.join(diff)}); use a new --out folder or the same settings to resume")
+        already[task] = 0
+        for track in labels.tracks:
+            record = done[task].get(track.track_id)
+            if record is not None and outputs_exist(root, task, record, cfg.gz, cfg.encoder):
+                already[task] += 1
+            else:
+                todo.setdefault(track.track_id, (track, {}))[1][task] = track.label
     layout.write_feature_config(root, fcfg)
-    problems = list(labels.problems)
-    manifest = Manifest(root, settings)
+    problems = list(dict.fromkeys(p for labels in label_sets for p in labels.problems))  # a line bad for both once
+    for labels in label_sets:
+        manifests[labels.task] = Manifest(root, settings[labels.task])
     converted = 0
 
-    def keep(record: dict) -> None:
+    def keep(records: dict) -> None:
         nonlocal converted
-        manifest.write(record)
-        done[record["id"]] = record
+        for task, record in records.items():
+            manifests[task].write(record)
+            done[task][record["id"]] = record
         converted += 1
 
     try:
         if progress:
-            names = f", {len(labels.vocabulary)} genres named by the labels" if labels.vocabulary else ""
-            print(f"[ingest] {len(labels.tracks)} labelled tracks ({labels.task}{names}): {already} already "
-                  f"converted, {len(todo)} to do, {len(labels.problems)} label problems", file=sys.stderr, flush=True)
+            for labels in label_sets:
+                names = (f", {len(labels.vocabulary)} genres named by the labels" if labels.vocabulary else
+                         f", targets {', '.join(labels.targets)}" if labels.targets else "")
+                print(f"[ingest] {labels.task}: {len(labels.tracks)} labelled tracks{names}; {already[labels.task]} "
+                      f"already converted", file=sys.stderr, flush=True)
+            print(f"[ingest] {len(todo)} files to convert, {len(problems)} label problems", file=sys.stderr, flush=True)
+            for note in label_sets[0].notes:
+                print(f"[ingest] {note}", file=sys.stderr, flush=True)
+        jobs = list(todo.values())
         if beam_args is not None:
             try:  # Apache Beam is an optional extra, imported only for --beam
                 from mgr_tf.audio.ingest_beam import run_pipeline
             except ImportError as exc:
                 raise UserError(f"--beam needs Apache Beam (pip install 'mgr_tf[beam]'): {exc}") from None
 
-            records, beam_problems = run_pipeline(todo, root, labels.task, cfg, fcfg, beam_args)
-            for record in records:
-                keep(record)
+            outcomes, beam_problems = run_pipeline(jobs, root, cfg, fcfg, beam_args)
+            for records in outcomes:
+                keep(records)
             problems.extend(beam_problems)
-        elif todo:
-            problems.extend(_convert_locally(todo, root, labels.task, cfg, fcfg, progress, keep))
+        elif jobs:
+            problems.extend(_convert_locally(jobs, root, cfg, fcfg, progress, keep))
     finally:
-        manifest.close()
-        # The manifest's settings fix the task, so every record belongs to this task's sub-datasets.
-        counts = write_label_files(root, labels.task, done.values(), labels.vocabulary)
+        for manifest in manifests.values():
+            manifest.close()
+        counts = {}
+        for labels in label_sets:
+            counts.update(write_label_files(root, labels.task, done[labels.task].values(), labels.vocabulary,
+                                            labels.targets, labels.ranges))
     sources = {"audio_dir": str(audio_dir), "labels": [str(p) for p in label_files]}
-    return summarize(root, labels, problems, converted, already, counts, time.perf_counter() - start,
-                     settings, sources)
+    listed = {t.track_id for labels in label_sets for t in labels.tracks}
+    return summarize(root, label_sets, problems, converted, len(listed) - len(todo), counts,
+                     time.perf_counter() - start, settings, sources)
 
 
-def summarize(root: Path, labels: LabelSet, problems: list[Problem], converted: int, already: int,
+def summarize(root: Path, label_sets: list[LabelSet], problems: list[Problem], converted: int, already: int,
               counts: dict, seconds: float, settings: dict, sources: dict) -> dict:
     """Builds, writes (`ROOT/ingest_summary.json`) and returns the run summary.
 
     Args:
         root: dataset root.
-        labels: the label set converted.
+        label_sets: the label sets converted (one per kind of label).
         problems: every file or label left out.
         converted: clips converted by this run.
         already: clips found converted by an earlier run.
         counts: {sub-dataset: {split: clips}} of the label files written.
         seconds: duration of the run.
-        settings: the manifest's settings.
+        settings: {task: the manifest's settings}.
         sources: {"audio_dir", "labels"} as given.
     """
     kinds = Counter(p.kind for p in problems)
@@ -203,12 +249,17 @@ def summarize(root: Path, labels: LabelSet, problems: list[Problem], converted: 
     for p in problems:
         if len(listed[p.kind]) < MAX_LISTED:
             listed[p.kind].append({"source": p.source, "reason": p.reason})
-    summary = {"root": str(root), **sources, "task": labels.task, "tracks_listed": len(labels.tracks),
-               "vocabulary": list(labels.vocabulary), "converted": converted, "already_converted": already,
+    first = label_sets[0]
+    vocabulary = next((list(s.vocabulary) for s in label_sets if s.vocabulary), [])
+    targets = next((list(s.targets) for s in label_sets if s.targets), [])
+    summary = {"root": str(root), **sources, "task": "+".join(s.task for s in label_sets),
+               "tracks_listed": len({t.track_id for s in label_sets for t in s.tracks}),
+               "vocabulary": vocabulary, "targets": targets, "notes": list(first.notes),
+               "converted": converted, "already_converted": already,
                "skipped": dict(sorted(kinds.items())), "skipped_total": len(problems),
                "problems": dict(sorted(listed.items())), "counts": counts, "seconds": round(seconds, 2),
                "clips_per_second": round(converted / seconds, 3) if seconds > 0 and converted else 0.0,
-               "settings": settings}
+               "settings": settings if len(settings) > 1 else next(iter(settings.values()))}
     write_json(root / SUMMARY, summary)
     return summary
 
@@ -225,6 +276,8 @@ def print_summary(summary: dict, file=sys.stderr, per_kind: int = 10) -> None:
         print(f"{name}: " + ", ".join(f"{s} {n}" for s, n in splits.items()), file=file)
     if summary.get("vocabulary"):
         print(f"genres (listed in genres.txt): {', '.join(summary['vocabulary'])}", file=file)
+    if summary.get("targets"):
+        print(f"regression targets: {', '.join(summary['targets'])}", file=file)
     print(f"converted {summary['converted']} clips in {summary['seconds']:.1f} s "
           f"({summary['clips_per_second']:.2f} clips/s); {summary['already_converted']} already converted; "
           f"{summary['skipped_total']} skipped", file=file)

@@ -29,60 +29,58 @@ from mgr_tf.core.config import FeatureConfig, from_dict, to_dict
 
 
 class ConvertTrack(beam.DoFn):
-    """Converts one `Track` (as a dict) and emits its outcome as a JSON line.
+    """Converts one track (as a dict, with its label per task) and emits its outcome as a JSON line.
 
     Args:
         root: dataset root (a path every worker can write).
-        task: "genre" or "multitask".
         cfg: conversion settings, as a dict (`config.to_dict`).
         fcfg: feature settings, as a dict.
     """
 
-    def __init__(self, root: str, task: str, cfg: dict, fcfg: dict):
+    def __init__(self, root: str, cfg: dict, fcfg: dict):
         super().__init__()
-        self.root, self.task, self.cfg_dict, self.fcfg_dict = root, task, cfg, fcfg
+        self.root, self.cfg_dict, self.fcfg_dict = root, cfg, fcfg
 
     def setup(self):
         quiet_tensorflow()
         self.cfg = from_dict(IngestConfig, self.cfg_dict)
         self.fcfg = from_dict(FeatureConfig, self.fcfg_dict)
-        self.label_format = LABEL_FORMATS[label_kind(self.task)]
 
     def process(self, element: dict):
-        track = Track(**{**element, "label": self.label_format.from_json(element["label"])})
-        record, problem = convert_track(track, self.root, self.task, self.cfg, self.fcfg)
-        if record is not None:
-            yield json.dumps({"record": record}, sort_keys=True)
+        labels = {task: LABEL_FORMATS[label_kind(task)].from_json(label) for task, label in element["labels"].items()}
+        track = Track(**{k: v for k, v in element.items() if k != "labels"})
+        records, problem = convert_track(track, self.root, labels, self.cfg, self.fcfg)
+        if records is not None:
+            yield json.dumps({"records": records}, sort_keys=True)
         else:
             yield json.dumps({"problem": [problem.source, problem.kind, problem.reason]})
 
 
-def run_pipeline(tracks: Sequence[Track], root: str | Path, task: str, cfg: IngestConfig, fcfg: FeatureConfig,
+def run_pipeline(jobs: Sequence[tuple[Track, dict]], root: str | Path, cfg: IngestConfig, fcfg: FeatureConfig,
                  pipeline_args: Sequence[str]) -> tuple[list[dict], list[Problem]]:
-    """Runs the conversion of `tracks` as a Beam pipeline and waits for it.
+    """Runs the conversion of `jobs` ((track, {task: label})) as a Beam pipeline and waits for it.
 
     Args:
-        tracks: tracks still to convert.
+        jobs: tracks still to convert, each with its label per task.
         root: dataset root.
-        task: "genre" or "multitask".
         cfg: conversion settings.
         fcfg: feature settings.
         pipeline_args: Beam pipeline options (e.g. "--runner=DirectRunner").
 
     Returns:
-        (manifest records, problems) of the converted tracks.
+        ({task: manifest record} per converted track, problems).
     """
     root = Path(root)
-    if not tracks:
+    if not jobs:
         return [], []
     args = list(pipeline_args)
     if not any(a.startswith("--runner") for a in args):
         args.append("--runner=DirectRunner")
     # Outcomes go through files under ROOT: the only channel that every runner shares with the driver.
     out_dir = root / ".ingest_beam" / uuid.uuid4().hex
-    to_json = LABEL_FORMATS[label_kind(task)].to_json
     elements = [{"track_id": t.track_id, "path": t.path, "source": t.source, "split": t.split,
-                 "label": to_json(t.label)} for t in tracks]
+                 "labels": {task: LABEL_FORMATS[label_kind(task)].to_json(label) for task, label in labels.items()}}
+                for t, labels in jobs]
     # Beam's INFO lines would bury the progress and summary of the conversion.
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     options = PipelineOptions(args)
@@ -90,7 +88,7 @@ def run_pipeline(tracks: Sequence[Track], root: str | Path, task: str, cfg: Inge
         _ = (pipeline
              | "Tracks" >> beam.Create(elements)
              | "Spread" >> beam.Reshuffle()
-             | "Convert" >> beam.ParDo(ConvertTrack(str(root), task, to_dict(cfg), to_dict(fcfg)))
+             | "Convert" >> beam.ParDo(ConvertTrack(str(root), to_dict(cfg), to_dict(fcfg)))
              | "Outcomes" >> beam.io.WriteToText(str(out_dir / "outcomes"), file_name_suffix=".jsonl"))
     records, problems = [], []
     for shard in sorted(out_dir.glob("outcomes*.jsonl")):
@@ -98,10 +96,10 @@ def run_pipeline(tracks: Sequence[Track], root: str | Path, task: str, cfg: Inge
             if not line.strip():
                 continue
             entry = json.loads(line)
-            if "record" in entry:
-                records.append(entry["record"])
+            if "records" in entry:
+                records.append(entry["records"])
             else:
                 problems.append(Problem(*entry["problem"]))
     shutil.rmtree(out_dir.parent, ignore_errors=True)
-    records.sort(key=lambda r: r["id"])
+    records.sort(key=lambda r: next(iter(r.values()))["id"])
     return records, problems

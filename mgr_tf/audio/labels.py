@@ -3,44 +3,41 @@
 Formats: the FMA metadata as published with the audio (Defferrard et al., "FMA: A Dataset for Music
 Analysis", ISMIR 2017), `tracks.csv` (genre and the `set.split` / `set.subset` columns; audio at
 `<AUDIO_DIR>/<first 3 digits>/<6-digit id>.mp3`) and `echonest.csv` (valence, energy, danceability),
-or a plain CSV `path,genre` / `path,valence,energy,danceability` (paths relative to AUDIO_DIR;
-optional `id` and `split` columns).
+or a plain CSV `path,genre`, `path,<target>,...` or both, `path,genre,<target>,...` (paths relative to
+AUDIO_DIR; optional `id` and `split` columns; the targets are any numeric columns, see `plain_targets`).
 
-Genre names: FMA's 20 (`mgr_tf.core.published.GENRES_20`; other genres are skipped as unknown) for FMA
-metadata and for label files whose genres are all among them, else the label file's own names (GTZAN's
-"blues", "country", ... or any other set of two or more), which `mgr_tf.audio.convert` writes to
-`genres.txt` beside the data. `IngestConfig.genre_vocabulary` overrides the choice.
+One `LabelSet` per kind of label the files hold (genre, regression targets), the same tracks under the same
+splits, so one pass over the audio fills both kinds of sub-datasets.
+
+Genre names: a plain CSV's own names, always (written to `genres.txt` beside the data, so a model predicts the
+user's genres, even when they are FMA names); FMA metadata keeps FMA's 20 names (`mgr_tf.core.published`; other
+genres are skipped as unknown) and the published 20 -> 10 mapping. `IngestConfig.genre_vocabulary` overrides the
+choice.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
-from mgr_tf.audio.tracks import (
-    AUDIO_EXTENSIONS,
-    FMA_SUBSETS,
-    LABEL_KEYS,
-    IngestConfig,
-    LabelSet,
-    Problem,
-    Track,
-    label_kind,
-)
+from mgr_tf.audio.tracks import AUDIO_EXTENSIONS, FMA_SUBSETS, KIND_TASKS, IngestConfig, LabelSet, Problem, Track
 from mgr_tf.core.cli import UserError
 from mgr_tf.core.published import EMOTIONS, GENRES_20
+from mgr_tf.data.layout import TARGET_NAME, check_target_names
 from mgr_tf.data.splits import stratified_split
 
 # FMA's set.split values -> the two splits of the layout.
 FMA_SPLITS = {"training": "train", "validation": "train", "test": "test"}
-# What each task needs from the label files (for the error when they lack it).
-_TASK_NEEDS = {"genre": "genre labels (a 'genre' column or FMA tracks.csv)",
-               "multitask": "valence, energy and danceability (plain CSV columns or FMA echonest.csv)"}
+# Columns of a plain CSV that are never targets.
+PLAIN_COLUMNS = ("path", "id", "split", "genre")
+# What each kind needs from the label files (for the error when they lack it).
+_KIND_NEEDS = {"genre": "genre labels (a 'genre' column or FMA tracks.csv)",
+               "emotion": "regression targets (numeric columns in [0, 1] of a plain CSV, or FMA echonest.csv)"}
 
 
 def assign_splits(ids_and_strata: Sequence[tuple[str, str]], test_fraction: float, seed: int) -> dict[str, str]:
@@ -65,21 +62,21 @@ def assign_splits(ids_and_strata: Sequence[tuple[str, str]], test_fraction: floa
     return {track_id: "test" if chosen else "train" for track_id, chosen in zip(ids, test)}
 
 
-def read_labels(audio_dir: str | Path, label_files: Sequence[str | Path], cfg: IngestConfig) -> LabelSet:
-    """Reads the label files into tracks with a decided split.
+def read_labels(audio_dir: str | Path, label_files: Sequence[str | Path], cfg: IngestConfig) -> list[LabelSet]:
+    """Reads the label files into tracks with a decided split: one `LabelSet` per kind of label converted.
 
     Formats: FMA `tracks.csv` (3 header rows; genre from `track.genre_top`, or a known direct
     sub-genre from `track.genres` when FMA's `genres.csv` lies beside it; split from `set.split`)
     and `echonest.csv` (4 header rows; `echonest.audio_features.{valence,energy,danceability}`),
     given alone or together (then tracks.csv gives the split and subset of the echonest tracks),
-    or one plain CSV (`path,genre` or `path,valence,energy,danceability`, optional `id`, `split`).
+    or one plain CSV (`path` with `genre` and/or target columns, optional `id`, `split`).
     Unusable lines (unknown genre with FMA's names, missing audio, values outside [0, 1], duplicate
     ids) become problems and are skipped.
 
     Args:
         audio_dir: folder the audio paths are relative to (the fma_* folder for FMA metadata).
         label_files: one or two label files.
-        cfg: conversion settings (task, genre names, split fraction and seed, FMA subset).
+        cfg: conversion settings (task, genre names, targets, split fraction and seed, FMA subset).
 
     Raises:
         FileNotFoundError: a label file or the audio folder is missing.
@@ -130,41 +127,43 @@ def fma_audio_path(audio_dir: Path, track_id: int) -> Path | None:
 # Checks and splits, common to all formats.
 
 
-def _resolve_task(cfg: IngestConfig, available: dict[str, bool], where: Path) -> str:
-    """The task to convert for: `cfg.task`, or for "auto" multitask when emotions are available."""
-    task = cfg.task
-    if task == "auto":
-        task = "multitask" if available["emotion"] else "genre"
-    if not available[label_kind(task)]:
-        raise ValueError(f"{where}: --task {task} needs {_TASK_NEEDS[task]}")
-    return task
+def _kinds_to_convert(cfg: IngestConfig, available: dict[str, bool], where: Path) -> tuple[str, ...]:
+    """The label kinds to convert: that of `cfg.task`, or for "auto" every kind the labels hold."""
+    if cfg.task == "auto":
+        kinds = tuple(kind for kind in ("genre", "emotion") if available[kind])
+        if not kinds:
+            raise ValueError(f"{where}: no labels: expected {_KIND_NEEDS['genre']} or {_KIND_NEEDS['emotion']}")
+        return kinds
+    kind = "genre" if cfg.task == "genre" else "emotion"
+    if not available[kind]:
+        raise ValueError(f"{where}: --task {cfg.task} needs {_KIND_NEEDS[kind]}")
+    return (kind,)
 
 
 def _genre_names(entries: list[dict], cfg: IngestConfig, where: Path, fma_metadata: bool) -> tuple[str, ...]:
-    """The label files' own genre names when they replace FMA's 20, else () (see the module docstring).
+    """The label files' own genre names, or () for FMA's 20 (FMA metadata, or when asked).
 
     Raises:
         ValueError: with the label file's own names, a blank or unwritable name or fewer than two
             genres, naming the file (and line).
     """
     mode = cfg.genre_vocabulary
-    named = [e for e in entries if e.get("genre")]
     if mode == "auto":
-        mode = "fma" if fma_metadata or all(e["genre"] in GENRES_20 for e in named) else "labels"
+        mode = "fma" if fma_metadata else "labels"
     if mode == "fma":
         return ()
+    named = [e for e in entries if e.get("genre")]
     if not fma_metadata:
         for e in entries:
             if not e.get("genre"):
                 raise ValueError(f"{e['line']}: empty genre name (every line needs a genre)")
-            if any(c in e["genre"] for c in "\t\r\n"):
+            if any(c in e["genre"] for c in "\t\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
                 raise ValueError(f"{e['line']}: genre name {e['genre']!r} holds a tab or line break")
     names = tuple(sorted({e["genre"] for e in named}))
     if len(names) < 2:
         raise ValueError(f"{where}: a single genre {names[0]!r}: classification needs at least two"
                          if names else f"{where}: no genre names")
-    # FMA's names keep FMA's vocabulary (and its 20 -> 10 mapping), whichever mode found them.
-    return () if set(names) <= set(GENRES_20) else names
+    return names
 
 
 def _genre_problem(genre, vocabulary: tuple[str, ...]) -> tuple[str, str] | None:
@@ -176,55 +175,59 @@ def _genre_problem(genre, vocabulary: tuple[str, ...]) -> tuple[str, str] | None
     return None
 
 
-def _emotion_problem(emotions, vocabulary: tuple[str, ...]) -> tuple[str, str] | None:
-    if emotions is None or any(not (isinstance(v, float) and 0.0 <= v <= 1.0) for v in emotions):
-        return "bad label", f"emotion values {emotions} not all in [0, 1]"
+def _target_problem(values) -> tuple[str, str] | None:
+    if values is None:
+        return "bad label", "no target values"
+    if isinstance(values, str):  # the reader's reason
+        return "bad label", values
     return None
 
 
-@dataclass(frozen=True)
-class _KindRules:
-    """How the labels of one kind are checked and split.
-
-    Args:
-        names: (entries, cfg, label file, from FMA metadata) -> the vocabulary of the label files, or ().
-        problem: (label, vocabulary) -> (problem kind, reason) when the label is unusable, else None.
-        stratum: label -> the stratum of the stratified test split.
-    """
-
-    names: Callable[[list, IngestConfig, Path, bool], tuple[str, ...]]
-    problem: Callable[[Any, tuple[str, ...]], tuple[str, str] | None]
-    stratum: Callable[[Any], str]
-
-
-_RULES = {"genre": _KindRules(_genre_names, _genre_problem, lambda genre: genre),
-          "emotion": _KindRules(lambda *_: (), _emotion_problem, lambda _: "all")}
-
-
-def _finish_tracks(task: str, entries: list[dict], problems: list[Problem], cfg: IngestConfig, where: Path,
-                   fma_metadata: bool = False) -> LabelSet:
-    """Checks labels and duplicate ids, then decides the split of entries that carry none."""
+def _finish(kinds: tuple[str, ...], entries: list[dict], problems: list[Problem], cfg: IngestConfig, where: Path,
+            *, fma_metadata: bool = False, targets: tuple[str, ...] = (), ranges: dict | None = None,
+            notes: tuple[str, ...] = ()) -> list[LabelSet]:
+    """One `LabelSet` per kind: labels checked, duplicate ids refused, and one split per track for every kind
+    (entries without a split are drawn stratified by genre when there is one)."""
     if not entries and not problems:
         raise ValueError(f"{where}: no labelled tracks in the label file")
-    kind = label_kind(task)
-    key, rules = LABEL_KEYS[kind], _RULES[kind]
-    vocabulary = rules.names(entries, cfg, where, fma_metadata)
-    kept, seen = [], {}
-    for e in entries:
-        bad = rules.problem(e.get(key), vocabulary)
-        if bad:
-            problems.append(Problem(e["line"], *bad))
-            continue
-        if e["id"] in seen:
-            problems.append(Problem(e["line"], "duplicate id", f"track id {e['id']!r} already used by {seen[e['id']]}"))
-            continue
-        seen[e["id"]] = e["source"]
-        kept.append(e)
-    free = [(e["id"], rules.stratum(e[key])) for e in kept if not e.get("split")]
-    decided = assign_splits(free, cfg.test_fraction, cfg.seed)
-    tracks = tuple(Track(e["id"], str(Path(e["path"]).resolve()), e["source"], e.get("split") or decided[e["id"]],
-                         label=e[key]) for e in kept)
-    return LabelSet(task, tracks, tuple(problems), vocabulary)
+    vocabulary = _genre_names(entries, cfg, where, fma_metadata) if "genre" in kinds else ()
+    sets = []
+    for kind in kinds:
+        kind_problems = list(problems) if kind == kinds[0] else []  # reported once
+        kept, seen = [], {}
+        for e in entries:
+            bad = _genre_problem(e.get("genre"), vocabulary) if kind == "genre" else _target_problem(e.get("targets"))
+            if bad:
+                # A track of a genre-and-targets file without target values is a genre track only.
+                if not (kind == "emotion" and e.get("targets") is None and "genre" in kinds):
+                    kind_problems.append(Problem(e["line"], *bad))
+                continue
+            if e["id"] in seen:
+                kind_problems.append(Problem(e["line"], "duplicate id",
+                                             f"track id {e['id']!r} already used by {seen[e['id']]}"))
+                continue
+            seen[e["id"]] = e["source"]
+            kept.append(e)
+        sets.append((kind, kept, kind_problems))
+    # One split per track for every kind: stratified by genre where the track has one (the genre kind comes first).
+    strata: dict[str, str] = {}
+    for kind, kept, _ in sets:
+        for e in kept:
+            if not e.get("split"):
+                if kind == "genre":
+                    strata[e["id"]] = e["genre"]
+                else:
+                    strata.setdefault(e["id"], "all")
+    decided = assign_splits(list(strata.items()), cfg.test_fraction, cfg.seed)
+    out = []
+    for kind, kept, kind_problems in sets:
+        label_key = "genre" if kind == "genre" else "targets"
+        tracks = tuple(Track(e["id"], str(Path(e["path"]).resolve()), e["source"], e.get("split") or decided[e["id"]],
+                             label=e[label_key]) for e in kept)
+        out.append(LabelSet(KIND_TASKS[kind], tracks, tuple(kind_problems), vocabulary if kind == "genre" else (),
+                            targets if kind == "emotion" else (), dict(ranges or {}) if kind == "emotion" else {},
+                            notes))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -262,54 +265,112 @@ def _plain_track_id(source: str) -> str:
     return _safe_id(name)
 
 
-def _read_plain(path: Path, audio_dir: Path):
-    """Rows {id, source, path, genre | emotions, split, line} of a plain CSV, which labels it has, problems."""
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def plain_targets(path: Path, header: Sequence[str], rows: Sequence[dict], cfg: IngestConfig
+                  ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(target columns, notes on the other columns) of a plain CSV.
+
+    A target is a numeric column (every non-empty value a finite number) whose values lie in [0, 1], or in the
+    range `--target-range` declares for it; `--targets` names them instead. Other columns (besides path, id,
+    split and genre) are left out, each with a note saying why.
+
+    Raises:
+        ValueError: a column `--targets` or `--target-range` names that the file lacks or that is not numeric,
+            or a target whose name is not a plain name.
+    """
+    candidates = [c for c in header if c not in PLAIN_COLUMNS]
+    ranges = cfg.ranges()
+    for name in [*cfg.targets, *ranges]:
+        if name not in candidates:
+            raise ValueError(f"{path}:1: no column {name!r} (its columns: {', '.join(header)})")
+    chosen, notes = [], []
+    for column in candidates:
+        values = [row[column] for row in rows if row.get(column, "") != ""]
+        numbers = [_number(v) for v in values]
+        numeric = bool(values) and all(v is not None for v in numbers)
+        lo, hi = ranges.get(column, (0.0, 1.0))
+        if cfg.targets:
+            if column not in cfg.targets:
+                notes.append(f"column {column}: not a target (--targets names {', '.join(cfg.targets)})")
+                continue
+            if not numeric:
+                raise ValueError(f"{path}: column {column!r} is named by --targets but holds values that are not "
+                                 f"numbers (e.g. {next(v for v, n in zip(values, numbers) if n is None)!r})")
+        elif not numeric:
+            notes.append(f"column {column}: not numeric, not a target")
+            continue
+        elif not all(lo <= n <= hi for n in numbers):
+            notes.append(f"column {column}: values outside [{lo:g}, {hi:g}], not a target "
+                         f"(--target-range {column}=LO:HI maps another scale to [0, 1])")
+            continue
+        if not re.fullmatch(TARGET_NAME, column):
+            notes.append(f"column {column}: not a plain name (letters, digits, _), not a target; rename it")
+            continue
+        chosen.append(column)
+    return (check_target_names(tuple(chosen), f"{path}:1") if chosen else ()), tuple(notes)
+
+
+def _plain_values(row: dict, targets: tuple[str, ...], ranges: dict) -> tuple[float, ...] | str:
+    """The targets' values of one row in [0, 1] (mapped from a declared range), or why it has none."""
+    values = []
+    for name in targets:
+        value = _number(row.get(name, ""))
+        if value is None:
+            return f"{name} {row.get(name, '')!r} is not a number"
+        lo, hi = ranges.get(name, (0.0, 1.0))
+        if not lo <= value <= hi:
+            return f"{name} {value:g} is outside [{lo:g}, {hi:g}]"
+        values.append((value - lo) / (hi - lo))
+    return tuple(values)
+
+
+def _labels_from_plain(path: Path, audio_dir: Path, cfg: IngestConfig) -> list[LabelSet]:
+    """The label sets of a plain CSV: `path` with `genre` and/or target columns, optional `id` and `split`."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if not header:
-            raise ValueError(f"{path}:1: empty label file (expected the header 'path,genre' or "
-                             f"'path,valence,energy,danceability')")
-        columns = [c.strip().lower() for c in header]
-        if "path" not in columns:
+            raise ValueError(f"{path}:1: empty label file (expected the header 'path,genre' or 'path,<target>,...')")
+        columns = [c.strip() for c in header]
+        lowered = [c.lower() if c.lower() in PLAIN_COLUMNS else c for c in columns]
+        if "path" not in lowered:
             raise ValueError(f"{path}:1: expected a header with a 'path' column ('path,genre' or "
-                             f"'path,valence,energy,danceability'), got {','.join(header)!r}")
-        available = {"genre": "genre" in columns, "emotion": all(e in columns for e in EMOTIONS)}
-        if not any(available.values()):
-            raise ValueError(f"{path}:1: header needs 'genre' or all of {', '.join(EMOTIONS)}, got "
-                             f"{','.join(header)!r}")
+                             f"'path,<target>,...'), got {','.join(header)!r}")
         rows, problems = [], []
         for line_no, raw in enumerate(reader, start=2):
             if not raw or not any(c.strip() for c in raw):
                 continue
             where = f"{path}:{line_no}"
-            if len(raw) != len(columns):
-                problems.append(Problem(where, "bad label", f"expected {len(columns)} fields, got {len(raw)}"))
+            if len(raw) != len(lowered):
+                problems.append(Problem(where, "bad label", f"expected {len(lowered)} fields, got {len(raw)}"))
                 continue
-            row = dict(zip(columns, (c.strip() for c in raw)))
-            source = row["path"]
-            entry = {"source": source, "path": audio_dir / source, "line": where,
-                     "id": _safe_id(row["id"]) if row.get("id") else _plain_track_id(source),
-                     "split": row.get("split") or None}
-            if entry["split"] not in (None, "train", "test"):
-                problems.append(Problem(where, "bad label", f"split {entry['split']!r} is not train or test"))
-                continue
-            if available["genre"]:
-                entry["genre"] = row["genre"]
-            if available["emotion"]:
-                try:
-                    entry["emotions"] = tuple(float(row[e]) for e in EMOTIONS)
-                except ValueError:
-                    problems.append(Problem(where, "bad label", "emotion values must be numbers"))
-                    continue
-            rows.append(entry)
-    return rows, available, problems
-
-
-def _labels_from_plain(path: Path, audio_dir: Path, cfg: IngestConfig) -> LabelSet:
-    rows, available, problems = _read_plain(path, audio_dir)
-    task = _resolve_task(cfg, available, path)
-    return _finish_tracks(task, rows, problems, cfg, path)
+            rows.append((where, dict(zip(lowered, (c.strip() for c in raw)))))
+    targets, notes = plain_targets(path, lowered, [row for _, row in rows], cfg)
+    kinds = _kinds_to_convert(cfg, {"genre": "genre" in lowered, "emotion": bool(targets)}, path)
+    ranges = cfg.ranges()
+    entries = []
+    for where, row in rows:
+        source = row["path"]
+        entry = {"source": source, "path": audio_dir / source, "line": where,
+                 "id": _safe_id(row["id"]) if row.get("id") else _plain_track_id(source),
+                 "split": row.get("split") or None}
+        if entry["split"] not in (None, "train", "test"):
+            problems.append(Problem(where, "bad label", f"split {entry['split']!r} is not train or test"))
+            continue
+        if "genre" in kinds:
+            entry["genre"] = row["genre"]
+        if "emotion" in kinds:
+            entry["targets"] = _plain_values(row, targets, ranges)
+        entries.append(entry)
+    return _finish(kinds, entries, problems, cfg, path, targets=targets if "emotion" in kinds else (),
+                   ranges={t: r for t, r in ranges.items() if t in targets}, notes=notes)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -396,15 +457,15 @@ def _fma_emotions(echonest_csv: Path) -> dict[int, tuple]:
 
 
 def _labels_from_fma(tracks_csv: Path | None, echonest_csv: Path | None, audio_dir: Path,
-                     cfg: IngestConfig) -> LabelSet:
-    task = _resolve_task(cfg, {"genre": tracks_csv is not None, "emotion": echonest_csv is not None},
-                         tracks_csv or echonest_csv)
+                     cfg: IngestConfig) -> list[LabelSet]:
+    kinds = _kinds_to_convert(cfg, {"genre": tracks_csv is not None, "emotion": echonest_csv is not None},
+                              tracks_csv or echonest_csv)
     meta = _fma_tracks(tracks_csv, cfg) if tracks_csv is not None else {}
     emotions = _fma_emotions(echonest_csv) if echonest_csv is not None else {}
-    # Per label kind: the label file that lists the tracks, and their ids.
-    listed = {"genre": (tracks_csv, list(meta)),
-              "emotion": (echonest_csv, [t for t in emotions if tracks_csv is None or t in meta])}
-    where, ids = listed[label_kind(task)]
+    # The tracks: those of tracks.csv (with their genre; their emotions where echonest.csv has them), else
+    # those of echonest.csv.
+    where = tracks_csv if "genre" in kinds else echonest_csv
+    ids = list(meta) if "genre" in kinds else [t for t in emotions if tracks_csv is None or t in meta]
     problems: list[Problem] = []
     entries = []
     for tid in ids:
@@ -415,7 +476,11 @@ def _labels_from_fma(tracks_csv: Path | None, echonest_csv: Path | None, audio_d
                                     f"track {tid} of {where.name} has no audio file in {audio_dir}"))
             continue
         info = meta.get(tid, {})
+        values = emotions.get(tid)
+        if values is not None and not all(0.0 <= v <= 1.0 for v in values):
+            values = f"emotion values {values} not all in [0, 1]"
         entries.append({"id": str(tid), "path": audio, "source": str(audio.relative_to(audio_dir)),
-                        "line": f"{where}:track {tid}", "genre": info.get("genre"),
-                        "emotions": emotions.get(tid), "split": info.get("split")})
-    return _finish_tracks(task, entries, problems, cfg, where, fma_metadata=True)
+                        "line": f"{where}:track {tid}", "genre": info.get("genre"), "targets": values,
+                        "split": info.get("split")})
+    return _finish(kinds, entries, problems, cfg, where, fma_metadata=True,
+                   targets=EMOTIONS if "emotion" in kinds else ())

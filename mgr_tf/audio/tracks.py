@@ -13,6 +13,7 @@ from mgr_tf.models import encoder_inputs
 from mgr_tf.tasks import get_task
 
 TASKS = ("auto", "genre", "multitask")
+AUTO = "auto"
 CLIP_MODES = ("centre", "first", "pad")
 FMA_SUBSETS = ("small", "medium", "large", "full")
 GENRE_VOCABULARIES = ("auto", "fma", "labels")
@@ -24,6 +25,8 @@ SHORT_TOLERANCE_SECONDS = 1.0
 # The key of a track's label in manifest records, per label kind (`mgr_tf.data.layout.LABEL_KINDS`);
 # the names are those of the manifests already written, so old roots resume.
 LABEL_KEYS: dict[str, str] = {"genre": "genre", "emotion": "emotions"}
+# The task that writes each label kind's sub-datasets (and names its manifest).
+KIND_TASKS: dict[str, str] = {"genre": "genre", "emotion": "multitask"}
 
 
 def label_kind(task: str) -> str:
@@ -40,8 +43,9 @@ class IngestConfig:
     """Settings of one conversion (the clip length is `FeatureConfig.clip_seconds`).
 
     Args:
-        task: genre writes fma_genre_spectrograms(+_beat); multitask writes multitask_dataset(+_beat)
-            from emotion labels; auto picks multitask when the labels hold emotions, else genre.
+        task: genre writes fma_genre_spectrograms(+_beat) from genre labels; multitask writes
+            multitask_dataset(+_beat) from regression targets; auto writes every kind the labels hold (a CSV
+            with a genre column and target columns gives both, from one pass over the audio).
         clip: which part of each file becomes the clip. centre is the middle clip; first the first
             clip_seconds; pad the centre, zero-padding files shorter than the clip at the end.
         min_seconds: shortest file kept without padding, in seconds; files between this and the clip
@@ -61,7 +65,13 @@ class IngestConfig:
             writes them to genres.txt beside the data; auto is fma for FMA metadata and for label
             files whose genres are all FMA names, else labels.
         encoder: also store this pretrained encoder's input, computed from the same clip, beside each full
-            fused array (`<id>.musicnn.npy`: 16 kHz, 96-band log-mel frames for `train --model musicnn`).
+            fused array (`<id>.musicnn.npy`: 16 kHz, 96-band log-mel frames for `train --model musicnn`, which
+            training then picks by default); auto = musicnn for a new root, as before for a root being resumed;
+            none = no encoder input.
+        targets: the columns of a plain CSV taken as regression targets (default: every numeric column whose
+            values lie in [0, 1], or in the range --target-range declares).
+        target_range: NAME=LO:HI per target stored on another scale: its values are mapped linearly from
+            [LO, HI] to [0, 1] (the range is recorded in targets.json beside the label files).
     """
 
     task: str = field(default="auto", metadata={"choices": TASKS})
@@ -74,9 +84,13 @@ class IngestConfig:
     workers: int = 0
     fma_subset: str | None = field(default=None, metadata={"choices": FMA_SUBSETS})
     genre_vocabulary: str = field(default="auto", metadata={"choices": GENRE_VOCABULARIES})
-    encoder: str | None = field(default=None, metadata={"choices": ENCODERS})
+    encoder: str | None = field(default=AUTO, metadata={"choices": (AUTO, "none", *ENCODERS)})
+    targets: tuple[str, ...] = ()
+    target_range: tuple[str, ...] = ()
 
     def __post_init__(self):
+        if self.encoder == "none":
+            object.__setattr__(self, "encoder", None)
         for name in ("task", "clip", "fma_subset", "genre_vocabulary", "encoder"):
             allowed, value = self.__dataclass_fields__[name].metadata["choices"], getattr(self, name)
             if value is not None and value not in allowed:
@@ -87,6 +101,26 @@ class IngestConfig:
             raise ValueError(f"min seconds must be positive, got {self.min_seconds}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        self.ranges()  # a malformed --target-range fails here, before any work
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """{target: (lo, hi)} of `target_range`.
+
+        Raises:
+            ValueError: an entry that is not NAME=LO:HI with LO < HI.
+        """
+        ranges = {}
+        for entry in self.target_range:
+            name, sep, span = entry.partition("=")
+            lo, sep2, hi = span.partition(":")
+            try:
+                lo_value, hi_value = float(lo), float(hi)
+            except ValueError:
+                lo_value = hi_value = float("nan")
+            if not (sep and sep2 and name and lo_value < hi_value):
+                raise ValueError(f"target range must be NAME=LO:HI with LO < HI, got {entry!r}")
+            ranges[name.strip()] = (lo_value, hi_value)
+        return ranges
 
 
 @dataclass(frozen=True)
@@ -98,7 +132,8 @@ class Track:
         path: the audio file (absolute).
         source: the path as reported (relative to AUDIO_DIR where possible).
         split: "train" or "test".
-        label: a genre name (genre labels) or (valence, energy, danceability) in [0, 1] (emotion labels).
+        label: a genre name (genre labels) or the values of the regression targets in [0, 1] (emotion labels,
+            in the order of `LabelSet.targets`).
     """
 
     track_id: str
@@ -134,10 +169,21 @@ class LabelSet:
         task: "genre" or "multitask".
         tracks: tracks to convert, with their split decided.
         problems: label-level problems (unknown genre, missing audio file, ...).
-        vocabulary: the genre names of the label files when they are not FMA's 20 (sorted), else ().
+        vocabulary: the genre names of the label files (sorted) when they are the label set's own, () for FMA's 20.
+        targets: the names of the regression targets (emotion labels), in the order of each track's values.
+        ranges: {target: (lo, hi)} of targets mapped from another scale to [0, 1].
+        notes: what the reader left out and why (columns that are not targets, ...), for the summary.
     """
 
     task: str
     tracks: tuple[Track, ...]
     problems: tuple[Problem, ...]
     vocabulary: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    ranges: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        """The label kind: "genre" or "emotion"."""
+        return label_kind(self.task)

@@ -88,7 +88,8 @@ class DataConfig:
     Args:
         data_dir: dataset root in the layout of the reference (four sub-datasets); None = the
             embedded synthetic corpus, generated on first use.
-        task: genre, valence, energy, danceability or multitask (a registered task).
+        task: genre, regression (alias multitask: every regression target of the data, or those of `targets`),
+            a registered task (valence, energy, danceability, ...), or the name of one regression target.
         features: the model input (a name in `mgr_tf.features.types`): fused (140), mel (128), chroma (12),
             mfcc, or an encoder input stored by ingest --encoder (musicnn).
         beat: read the beat-synchronous sub-datasets.
@@ -113,6 +114,8 @@ class DataConfig:
         mixup: training-only mixup (Zhang et al., ICLR 2018) with a Beta(mixup, mixup) mixing weight per batch:
             each batch is mixed with a shuffled copy of itself and both label sets are scored, weighted by the
             mixing weight (so class labels need no one-hot); 0 = off.
+        targets: the regression targets that --task regression (or multitask) predicts, by name (the columns of
+            the data's label CSV); empty = all of them.
     """
 
     data_dir: str | None = None
@@ -132,8 +135,10 @@ class DataConfig:
     cv_fold: int = 0
     patch_frames: int | None = 256
     mixup: float = 0.0
+    targets: tuple[str, ...] = ()
 
     def __post_init__(self):
+        _check(len(set(self.targets)) == len(self.targets), f"targets are named twice: {list(self.targets)}")
         _check(self.num_genres in (10, 20), f"num_genres must be 10 or 20, got {self.num_genres}")
         _check(self.patch_frames is None or self.patch_frames >= 0,
                f"patch_frames must be positive (0 = whole clips), got {self.patch_frames}")
@@ -248,15 +253,14 @@ class RegressionConfig:
         spearman_method: soft rank used by the Spearman loss: pairwise (TF-Ranking style) or permutahedron
             (Blondel et al. 2020).
         spearman_strength: soft-rank regularisation (temperature / epsilon); smaller = closer to hard ranks.
-        loss_weights: multitask weights of valence, energy, danceability (three numbers, or 'published' for
-            1.5 0.8 0.8).
+        loss_weights: fixed multitask weights by target name ({} = all equal; a target not named weighs 1).
         learned_weights: learn the multitask weights (uncertainty weighting) instead of fixing them.
     """
 
     spearman_weight: float = 1.0
     spearman_method: str = "permutahedron"
     spearman_strength: float = 0.1
-    loss_weights: tuple[float, ...] = (1.0, 1.0, 1.0)
+    loss_weights: dict[str, float] = dataclasses.field(default_factory=dict)
     learned_weights: bool = False
 
     def __post_init__(self):
@@ -266,8 +270,9 @@ class RegressionConfig:
                f"spearman method must be pairwise or permutahedron, got {self.spearman_method!r}")
         _check(_finite(self.spearman_strength) and self.spearman_strength > 0,
                f"spearman strength must be > 0, got {self.spearman_strength}")
-        _check(len(self.loss_weights) == 3 and all(_finite(w) and w >= 0 for w in self.loss_weights),
-               f"--loss-weights needs three non-negative numbers, got {list(self.loss_weights)}")
+        _check(isinstance(self.loss_weights, dict) and all(_finite(w) and w >= 0 for w in self.loss_weights.values()),
+               f"--loss-weights needs non-negative numbers, got {self.loss_weights}")
+        object.__setattr__(self, "loss_weights", {str(k): float(v) for k, v in self.loss_weights.items()})
 
 
 def to_dict(config: Any) -> dict:

@@ -1,11 +1,14 @@
-"""Writing files so that a reader never sees half of one."""
+"""Writing files so that a reader never sees half of one, and locks so that two writers take turns."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -27,3 +30,34 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def locked(path: str | Path, what: str) -> Iterator[None]:
+    """Holds an exclusive lock on `path` (created) for the block; another holder makes this one wait, saying so.
+
+    The lock is the operating system's (`flock`), so it is released when its process dies, however it dies:
+    a killed run never leaves a stale lock behind.
+
+    Args:
+        path: the lock file (e.g. `ROOT/.ingest.lock`).
+        what: what the lock protects, for the waiting message (e.g. "the dataset root ROOT").
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            print(f"mgr_tf: waiting for {holder} to finish with {what}", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -12,20 +12,23 @@ Next to a fused array, `mgr_tf.ingest --encoder NAME` stores a pretrained encode
 the same clip as ``<id>.NAME.npy[.gz]`` (bands, time) (e.g. musicnn's 16 kHz 96-band log-mel).
 
 Genre label files have the header ``Id<TAB>Genre`` and name ``<id>.fused.full.npy.gz`` whatever the
-stored file is; emotion label files are CSV ``Id,valence,energy,danceability``.
+stored file is; emotion label files are CSV ``Id,<target>,...``: the published ``Id,valence,energy,danceability``
+or any other regression targets, named by the header (values in [0, 1]).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from mgr_tf.core.config import to_dict
-from mgr_tf.core.io import write_json
+from mgr_tf.core.io import write_json, write_text
+from mgr_tf.core.published import EMOTIONS
 
 GENRE_FULL = "fma_genre_spectrograms"
 GENRE_BEAT = "fma_genre_spectrograms_beat"
@@ -43,8 +46,8 @@ def sub_datasets(label_kind: str) -> tuple[str, str]:
     """(full, beat) sub-dataset folder names holding one kind of labels.
 
     Args:
-        label_kind: "genre" (genre label files) or "emotion" (the valence/energy/danceability CSV);
-            a task's `label_kind`.
+        label_kind: "genre" (genre label files) or "emotion" (the CSV of regression targets: valence, energy,
+            danceability in the published data); a task's `label_kind`.
     """
     return LABEL_KINDS[label_kind]
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -52,7 +55,31 @@ SPLITS: tuple[str, ...] = ("train", "test")
 SAMPLE_SUFFIX = ".fused.full.npy"
 FEATURES_FILE = "features.json"  # the FeatureConfig the root's arrays were made with
 GENRE_HEADER = "Id\tGenre"
-EMOTION_HEADER = "Id,valence,energy,danceability"
+EMOTION_ID = "Id"
+# Names a regression target may not take: the other keys of a dataset record, and the model's input.
+RESERVED_TARGET_NAMES = ("Id", "id", "track_id", "labelled", "spectrogram", "genre", "path", "split")
+TARGET_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # a target names a model output, a record key and a serving output
+
+
+def check_target_names(names: Sequence[str], where: str) -> tuple[str, ...]:
+    """`names` if they can name regression targets (plain names, none reserved or repeated), else ValueError.
+
+    Args:
+        names: the target names (e.g. the columns of a label file after its id column).
+        where: what the message names first (a file and line).
+    """
+    if not names:
+        raise ValueError(f"{where}: no regression targets (expected columns after the id column)")
+    for name in names:
+        if not re.fullmatch(TARGET_NAME, name):
+            raise ValueError(f"{where}: target name {name!r} is not a plain name (letters, digits and _, not first a "
+                             f"digit); rename the column")
+        if name in RESERVED_TARGET_NAMES:
+            raise ValueError(f"{where}: target name {name!r} is reserved ({', '.join(RESERVED_TARGET_NAMES)})")
+    repeated = sorted({n for n in names if list(names).count(n) > 1})
+    if repeated:
+        raise ValueError(f"{where}: target {repeated[0]!r} is named twice")
+    return tuple(names)
 
 
 def sample_name(track_id: str | int, gz: bool = True) -> str:
@@ -141,27 +168,26 @@ def write_genre_labels(path: str | Path, rows: Iterable[tuple[str | int, str]]) 
     return _write_lines(path, lines)
 
 
-def write_emotion_labels(path: str | Path,
-                         rows: Iterable[tuple[str | int, float, float, float]]) -> Path:
-    """Writes an emotion label CSV: ``Id,valence,energy,danceability`` header, then one row per clip.
+def write_emotion_labels(path: str | Path, rows: Iterable[tuple], targets: Sequence[str] = EMOTIONS) -> Path:
+    """Writes a regression label CSV: ``Id,<target>,...`` header, then one row per clip.
 
     Args:
         path: the label file (parent folders created).
-        rows: (track id, valence, energy, danceability) tuples.
+        rows: (track id, value, ...) tuples, one value per target.
+        targets: the target names, in column order (the published valence, energy, danceability by default).
     """
-    lines = [EMOTION_HEADER]
+    targets = check_target_names(tuple(targets), str(path))
+    lines = [",".join((EMOTION_ID, *targets))]
     for track_id, *values in rows:
-        if len(values) != 3:
-            raise ValueError(f"{path}: row for {track_id} needs 3 values, got {len(values)}")
+        if len(values) != len(targets):
+            raise ValueError(f"{path}: row for {track_id} needs {len(targets)} values, got {len(values)}")
         lines.append(",".join([str(track_id)] + [f"{float(v):.6f}" for v in values]))
     return _write_lines(path, lines)
 
 
 def _write_lines(path: str | Path, lines: Sequence[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    write_text(path, "\n".join(lines) + "\n")  # atomic: a killed run never leaves half a label file
+    return Path(path)
 
 
 def write_feature_config(root: str | Path, feature_config) -> Path:

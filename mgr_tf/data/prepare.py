@@ -24,7 +24,7 @@ import tensorflow_datasets as tfds
 from mgr_tf.core.config import DataConfig, FeatureConfig, from_dict
 from mgr_tf.core.io import write_json
 from mgr_tf.core.paths import cache_home, default_corpus_dir
-from mgr_tf.core.published import GENRES_20
+from mgr_tf.core.published import EMOTIONS, GENRES_20
 from mgr_tf.data import readers as mgr_io
 from mgr_tf.data.fma_spectrograms.fma_spectrograms_dataset_builder import Builder
 from mgr_tf.data.layout import FEATURES_FILE, encoder_sample_name
@@ -147,7 +147,7 @@ def prepare(config: DataConfig | DataSpec) -> _Prepared:
     data_dir = cache_home() / "tfds" / fp
     vocabulary = mgr_io.genre_vocabulary(root, spec.sub_dataset) if spec.task.classification else ()
     builder = Builder(config=name, data_dir=str(data_dir), skip_bad=config.skip_bad,
-                      genre_names=vocabulary or GENRES_20)
+                      genre_names=vocabulary or GENRES_20, targets=spec.targets or EMOTIONS)
     summary_path = data_dir / f"build_summary-{name}.json"
     if not builder.is_prepared():
         # Validate the label files before TFDS starts, so errors come out as one clear line.

@@ -2,9 +2,9 @@
 
 The layout (shared reference, section 1) is a root folder holding four sub-datasets; each has
 `train/` and `test/` folders of `<id>.fused.full.npy` arrays of shape (140, T) and label files:
-a tab-separated genre file (`<id>.fused.full.npy.gz<TAB><Genre>`) or an emotion CSV
-(`Id,valence,energy,danceability`). Label files name `.npy.gz` files while many copies hold plain
-`.npy`: readers accept whichever exists.
+a tab-separated genre file (`<id>.fused.full.npy.gz<TAB><Genre>`) or a CSV of regression targets
+(`Id,valence,energy,danceability` in the published data; any targets, named by the header). Label files
+name `.npy.gz` files while many copies hold plain `.npy`: readers accept whichever exists.
 
 Every problem is reported as one message naming the file (and the line for label files). With
 `skip_bad=True`, example-level problems are collected as `Skipped` records instead of raised, so a
@@ -22,10 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from mgr_tf.core.config import FUSED_BANDS
-from mgr_tf.core.published import EMOTIONS, GENRES_20
-from mgr_tf.data.layout import SAMPLE_SUFFIX, SPLITS, SUB_DATASETS, encoder_sample_name, labels_name
+from mgr_tf.core.published import GENRES_20
+from mgr_tf.data.layout import (
+    EMOTION_ID,
+    SAMPLE_SUFFIX,
+    SPLITS,
+    SUB_DATASETS,
+    check_target_names,
+    encoder_sample_name,
+    labels_name,
+)
 
-EMOTION_HEADER = ("Id",) + EMOTIONS
 _GZIP_MAGIC = b"\x1f\x8b"
 # Name endings stripped (longest first) to get a track id from a file or label name.
 _ID_SUFFIXES = (".fused.full.npy.gz", ".fused.full.npy", ".npy.gz", ".npy")
@@ -60,14 +67,15 @@ class Example:
         track_id: the FMA track id (the file name without its suffixes).
         path: the sample file that exists (`.npy` or `.npy.gz`).
         genre: raw genre name (one of the sub-dataset's vocabulary) for genre sub-datasets, else None.
-        emotions: (valence, energy, danceability) for emotion sub-datasets, else None.
+        targets: the regression targets' values (in the label file's column order) for emotion sub-datasets,
+            else None.
         labelled: False for examples of a split without a label file.
     """
 
     track_id: str
     path: Path
     genre: str | None = None
-    emotions: tuple[float, float, float] | None = None
+    targets: tuple[float, ...] | None = None
     labelled: bool = True
 
 
@@ -256,54 +264,91 @@ def read_genre_labels(path: str | Path, *, skip_bad: bool = False, vocabulary: t
     return _parse_label_lines(path, lines[1:], parse, skip_bad)
 
 
+def read_target_names(path: str | Path) -> tuple[str, ...]:
+    """The regression targets named by a label CSV's header (``Id,<target>,...``), in column order.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: an empty file, a header without the id column or without targets, a target name that is not
+            a plain name, or a line that is a data line (naming file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: regression label file not found")
+    lines = _data_lines(path)
+    if not lines:
+        raise ValueError(f"{path}: empty label file (expected a header 'Id,<target>,...', e.g. "
+                         f"'Id,valence,energy,danceability')")
+    return _parse_target_header(path, *lines[0])
+
+
+def _parse_target_header(path: Path, no: int, first: str) -> tuple[str, ...]:
+    header = [h.strip() for h in first.split(",")]
+    if "," not in first and any(d in first for d in ("\t", ";", "|", " ")):
+        raise ValueError(f"{path}:{no}: wrong delimiter: expected commas as in 'Id,valence,energy', got {first!r}")
+    if ".npy" in first or header[0].isdigit():
+        raise ValueError(f"{path}:{no}: missing header line 'Id,<target>,...' (got the data line {first!r})")
+    if header[0].lower() != EMOTION_ID.lower():
+        raise ValueError(f"{path}:{no}: expected the header 'Id,<target>,...' (first column Id), got {first!r}")
+    return check_target_names(tuple(header[1:]), f"{path}:{no}")
+
+
 def read_emotion_labels(path: str | Path, *, skip_bad: bool = False
-                        ) -> tuple[list[tuple[int, str, tuple[float, float, float]]], list[Skipped]]:
-    """Reads an emotion CSV with header "Id,valence,energy,danceability" and values in [0, 1].
+                        ) -> tuple[list[tuple[int, str, tuple[float, ...]]], list[Skipped]]:
+    """Reads a CSV of regression targets: header ``Id,<target>,...`` (the published ``Id,valence,energy,
+    danceability`` or any names), then one line per clip with values in [0, 1].
 
     Args:
         path: the CSV (e.g. train_labels.txt of multitask_dataset).
         skip_bad: collect bad lines (non-numbers, values outside [0, 1], duplicates) as `Skipped`.
 
     Returns:
-        ([(line number, id, (valence, energy, danceability))], skipped) in file order.
+        ([(line number, id, values in the header's target order)], skipped) in file order; the names are
+        `read_target_names(path)`.
 
     Raises:
         FileNotFoundError: the file is missing.
         ValueError: missing or wrong header, wrong delimiter, a bad value or a duplicate id (each
             naming file and line), or no examples at all.
     """
+    targets = read_target_names(path)
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: emotion label file not found")
     lines = _data_lines(path)
-    expected = ",".join(EMOTION_HEADER)
-    if not lines:
-        raise ValueError(f"{path}: empty label file (expected the header {expected!r})")
-    first_no, first = lines[0]
-    header = [h.strip() for h in first.split(",")]
-    if [h.lower() for h in header] != [h.lower() for h in EMOTION_HEADER]:
-        if "," not in first and any(d in first for d in ("\t", ";", "|", " ")):
-            raise ValueError(f"{path}:{first_no}: wrong delimiter: expected commas as in {expected!r}, got {first!r}")
-        if ".npy" in first or first.split(",")[0].strip().isdigit():
-            raise ValueError(f"{path}:{first_no}: missing header line {expected!r} (got the data line {first!r})")
-        raise ValueError(f"{path}:{first_no}: expected the header {expected!r}, got {first!r}")
+
     def parse(no: int, line: str):
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) != 4:
-            raise ValueError(f"{path}:{no}: expected 4 comma-separated fields '<id>,<valence>,<energy>,"
-                             f"<danceability>', got {line!r}")
+        if len(parts) != len(targets) + 1:
+            raise ValueError(f"{path}:{no}: expected {len(targets) + 1} comma-separated fields "
+                             f"'<id>,{','.join(f'<{t}>' for t in targets)}', got {line!r}")
         values = []
-        for name, text in zip(EMOTIONS, parts[1:]):
+        for name, text in zip(targets, parts[1:]):
             try:
                 value = float(text)
             except ValueError:
                 raise ValueError(f"{path}:{no}: {name} {text!r} is not a number") from None
             if not 0.0 <= value <= 1.0:  # also rejects NaN
-                raise ValueError(f"{path}:{no}: {name} {text} is outside [0, 1]")
+                raise ValueError(f"{path}:{no}: {name} {text} is outside [0, 1] (targets are stored in [0, 1]; "
+                                 "ingest --target-range NAME=LO:HI scales other ranges)")
             values.append(value)
-        return track_id_from_name(parts[0]), (no, parts[0], (values[0], values[1], values[2]))
+        return track_id_from_name(parts[0]), (no, parts[0], tuple(values))
 
     return _parse_label_lines(path, lines[1:], parse, skip_bad)
+
+
+def regression_targets(root: str | Path, sub_dataset: str) -> tuple[str, ...]:
+    """The regression targets of an emotion sub-dataset: the columns of its train label file, in order.
+
+    Raises:
+        FileNotFoundError: the root, the sub-dataset or its train label file is missing.
+        ValueError: a bad header, or a test label file that names other targets.
+    """
+    sub = sub_dataset_dir(root, sub_dataset)
+    targets = read_target_names(sub / labels_name("train"))
+    test = sub / labels_name("test")
+    if test.is_file() and read_target_names(test) != targets:
+        raise ValueError(f"{test}: names the targets {list(read_target_names(test))}, but "
+                         f"{sub / labels_name('train')} names {list(targets)}")
+    return targets
 
 
 def _parse_label_lines(path: Path, lines: list[tuple[int, str]], parse, skip_bad: bool) -> tuple[list, list[Skipped]]:
@@ -425,7 +470,7 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
             if genre:
                 examples.append(Example(track_id, path, genre=label))
             else:
-                examples.append(Example(track_id, path, emotions=label))
+                examples.append(Example(track_id, path, targets=label))
         listing_labelled = True
     if check_files:
         kept = []

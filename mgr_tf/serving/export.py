@@ -2,8 +2,9 @@
 
 Signatures:
 - `serving_default`: `spectrogram` (batch, time, bands) float32, raw (normalisation is inside the model).
-  Genre models answer `probabilities` (batch, classes) and `genre` (batch,) label strings; emotion
-  models answer one (batch,) output per target (`valence`, `energy`, `danceability`).
+  Genre models answer `probabilities` (batch, classes) and `genre` (batch,) label strings; regression
+  models answer one (batch,) output per target, named by the target (`valence`, ..., or the data's own names,
+  listed in assets/targets.txt).
 - `serving_waveform` (models trained on full, not beat-synchronous, features, when the in-graph feature
   extractor is available): `waveform` (batch, samples) float32 mono at the feature type's sample rate
   (the feature config's, 22050 Hz; 16 kHz for musicnn's front end; `waveform_sample_rate` in
@@ -40,7 +41,7 @@ from mgr_tf.core.paths import DEFAULT_EXPORT_ROOT
 from mgr_tf.features.spectral import AudioFeatures
 from mgr_tf.models import get_feature_type
 from mgr_tf.models.build import INPUT_NAME, load_keras_model
-from mgr_tf.tasks import get_task
+from mgr_tf.tasks import Task, task_of_outputs
 
 
 def next_version(model_root: Path) -> int:
@@ -49,8 +50,8 @@ def next_version(model_root: Path) -> int:
     return max(versions, default=0) + 1
 
 
-def _named_outputs(task: str, outputs: Mapping, class_names: Sequence[str]):
-    return get_task(task).serving_outputs(outputs, class_names)
+def _named_outputs(task: Task, outputs: Mapping, class_names: Sequence[str]):
+    return task.serving_outputs(outputs, class_names)
 
 
 def _add_waveform_endpoint(archive, model, task, class_names, feature_config, features) -> None:
@@ -82,16 +83,17 @@ def _add_fused_endpoint(archive, model, task, class_names, feature_config, featu
         tf.TensorSpec([None, None, cfg.n_mels + cfg.n_chroma], tf.float32, name=INPUT_NAME)])
 
 
-def export_model(model, name: str, *, task: str, class_names: Sequence[str], num_bands: int,
+def export_model(model, name: str, *, task: str | Task, class_names: Sequence[str], num_bands: int,
                  config: Mapping, metrics: Mapping | None = None, root: str | Path = DEFAULT_EXPORT_ROOT,
-                 waveform: bool = False, feature_config=None, features: str = "fused") -> Path:
+                 waveform: bool = False, feature_config=None, features: str = "fused",
+                 targets: Sequence[str] | None = None) -> Path:
     """Writes `root/name/<next version>/` atomically and returns that folder.
 
     Args:
         model: a trained Keras model with named outputs (see docs/architecture.md).
         name: model name (TF Serving's `model_name`).
-        task: genre, valence, energy, danceability or multitask.
-        class_names: genre class names (ignored for emotion tasks).
+        task: the task (or its name: genre, regression, valence, ...).
+        class_names: genre class names (ignored for regression tasks).
         num_bands: bands of the `spectrogram` input.
         config: the run's config dict (written to assets/config.json).
         metrics: evaluation metrics (written to assets/metrics.json).
@@ -100,7 +102,10 @@ def export_model(model, name: str, *, task: str, class_names: Sequence[str], num
         feature_config: the `FeatureConfig` the model's features were computed with.
         features: the feature type (a name in `mgr_tf.features.types`); for the waveform signature, and any but
             fused also gets `serving_fused`, which takes the stored fused arrays and derives it in the graph.
+        targets: with a task name, the regression outputs of the model (its config's "targets"); written with
+            the output names to assets/targets.txt.
     """
+    task = task if isinstance(task, Task) else task_of_outputs(task, targets)
     spec = get_feature_type(features)
     fused = features != "fused" and not spec.stored  # a stored encoder input cannot be derived from fused arrays
 
@@ -124,8 +129,10 @@ def export_model(model, name: str, *, task: str, class_names: Sequence[str], num
     signatures = (["serving_default"] + (["serving_waveform"] if waveform else [])
                   + (["serving_fused"] if fused else []))
     extra = {"waveform_sample_rate": spec.sample_rate(feature_config or FeatureConfig())} if waveform else {}
+    outputs = () if task.classification else task.outputs
     return write_version(Path(root) / check_export_name(name), write, labels=class_names,
-                         config={**dict(config), "signatures": signatures, **extra}, metrics=metrics)
+                         config={**dict(config), "signatures": signatures, **extra}, metrics=metrics,
+                         targets=outputs)
 
 
 def check_export_name(name: str) -> str:
@@ -136,7 +143,7 @@ def check_export_name(name: str) -> str:
 
 
 def write_version(model_root: Path, write, *, labels: Sequence[str], config: Mapping,
-                  metrics: Mapping | None = None) -> Path:
+                  metrics: Mapping | None = None, targets: Sequence[str] = ()) -> Path:
     """Writes the next SavedModel version of `model_root` atomically and returns its folder.
 
     `write(tmp)` writes the SavedModel into a temporary folder beside the versions; the assets
@@ -150,6 +157,7 @@ def write_version(model_root: Path, write, *, labels: Sequence[str], config: Map
         labels: written to assets/labels.txt, one a line (class or tag names; empty for regression).
         config: written to assets/config.json.
         metrics: written to assets/metrics.json.
+        targets: regression output names, written to assets/targets.txt one a line (none: no file).
     """
     model_root = Path(model_root)
     model_root.mkdir(parents=True, exist_ok=True)
@@ -163,6 +171,8 @@ def write_version(model_root: Path, write, *, labels: Sequence[str], config: Map
         assets = tmp / "assets"
         assets.mkdir(exist_ok=True)
         (assets / "labels.txt").write_text("".join(f"{name}\n" for name in labels))
+        if targets:
+            (assets / "targets.txt").write_text("".join(f"{name}\n" for name in targets))
         write_json(assets / "config.json", dict(config))
         write_json(assets / "metrics.json", dict(metrics or {}))
         while True:
@@ -200,7 +210,7 @@ def export_run(run_dir: Path, *, name: str | None = None, root: str = "exported_
     return export_model(model, name, task=config["task"], class_names=config["class_names"],
                         num_bands=config["num_bands"], config=config, metrics=metrics, root=root,
                         waveform=not data.beat, feature_config=from_dict(FeatureConfig, config["features"]),
-                        features=data.features)
+                        features=data.features, targets=config.get("targets"))
 
 
 

@@ -23,7 +23,7 @@ from mgr_tf.features.clips import clip_features
 from mgr_tf.features.spectral import load_audio
 from mgr_tf.models import get_feature_type
 from mgr_tf.serving.export import read_export_config, resolve_model_dir
-from mgr_tf.tasks import get_task
+from mgr_tf.tasks import task_of_outputs
 
 SPECTROGRAM_SUFFIXES = (".npy", ".npy.gz")
 MIN_TAIL_SECONDS = 10.0  # a last partial window shorter than this is dropped (unless it is the only one)
@@ -122,7 +122,8 @@ class Predictor:
         return result
 
     def _summarise(self, outputs: list[dict]) -> dict:
-        return summarise_predictions(get_task(self.task).classification, outputs, self.class_names)
+        task = task_of_outputs(self.task, self.config.get("targets"))
+        return summarise_predictions(task.classification, outputs, self.class_names)
 
 
 def summarise_predictions(classification: bool, outputs: Sequence[Mapping], class_names: Sequence[str]) -> dict:

@@ -1,18 +1,21 @@
-"""Regression of emotion targets: one sigmoid output per target, MSE + soft-rank Spearman loss, Spearman metrics.
+"""Regression of targets in [0, 1]: one sigmoid output per target, MSE + soft-rank Spearman loss, Spearman metrics.
 
-One target (`valence`, `energy`, `danceability`) or several on one backbone (`multitask`, with fixed weights
-or learned uncertainty weights as in report 1: Kendall, Gal and Cipolla, CVPR 2018).
+The targets are the data's: the columns of its label CSV (valence, energy and danceability in the published
+data; any names otherwise). One target (`--task valence`, or any target's name), several or all of them on one
+backbone (`--task regression` / `multitask`, with fixed weights, or learned uncertainty weights as in report 1:
+Kendall, Gal and Cipolla, CVPR 2018).
 """
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from mgr_tf.core.lazy import keras, tf
-from mgr_tf.core.published import EMOTIONS
 from mgr_tf.tasks.base import Task
 
-# Strata of the validation split of regression tasks: quantile bins of one target.
+# Strata of the validation split and the folds of regression tasks: quantile bins of one target.
 REGRESSION_STRATA = 5
 
 
@@ -21,20 +24,41 @@ class RegressionTask(Task):
 
     Args:
         name: the `--task` value.
-        outputs: the targets predicted, each a (batch, 1) sigmoid output.
+        outputs: the targets predicted, each a (batch, 1) sigmoid output; None = the data's targets (all of
+            them, or those `--targets` names), filled in by `bind` when the data is known.
     """
 
     label_kind = "emotion"
     monitor = ("val_mean_spearman", "max")
 
-    def __init__(self, name: str, outputs: tuple[str, ...]):
+    def __init__(self, name: str, outputs: tuple[str, ...] | None = None):
         self.name = name
-        self.outputs = tuple(outputs)
+        self._outputs = None if outputs is None else tuple(outputs)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self._outputs or ()
+
+    @property
+    def from_data(self) -> bool:
+        """True when the targets are the data's, not fixed by the task."""
+        return self._outputs is None
+
+    def bind(self, targets: tuple[str, ...]) -> RegressionTask:
+        """This task predicting `targets` (a copy; the registered task is left as it is)."""
+        bound = copy.copy(self)
+        bound._outputs = tuple(targets)
+        return bound
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The label columns of the data that the targets are decoded from (the outputs themselves by default)."""
+        return self.outputs
 
     @property
     def stratify_on(self) -> str:
-        """The target whose quantile bins stratify the validation split (energy for several)."""
-        return self.outputs[0] if len(self.outputs) == 1 else "energy"
+        """The column whose quantile bins stratify the validation split and the folds: the first target."""
+        return self.columns[0]
 
     def strata(self, columns, label_map):
         values = np.asarray(columns[self.stratify_on], np.float64)
@@ -62,10 +86,10 @@ class RegressionTask(Task):
                                       regression.spearman_strength) for name in self.outputs}
 
     def loss_weights(self, regression):
+        """The weights of `regression.loss_weights` by target name (1 for a target it does not name)."""
         if len(self.outputs) < 2:
             return None
-        by_target = dict(zip(EMOTIONS, regression.loss_weights))
-        return {name: by_target.get(name, 1.0) for name in self.outputs}
+        return {name: float(regression.loss_weights.get(name, 1.0)) for name in self.outputs}
 
     def metrics(self):
         from mgr_tf.metrics import SpearmanMetric  # TensorFlow on demand

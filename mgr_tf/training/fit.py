@@ -9,21 +9,19 @@ features, computed once per clip) then an optional "finetune" end to end. Every 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import sys
 from pathlib import Path
 
 import keras
 
 from mgr_tf.core.config import ModelConfig, RegressionConfig, TrainConfig
-from mgr_tf.data import make_dataset
 from mgr_tf.data.spec import DataSpec
 from mgr_tf.losses import LogTaskWeights, build_learned_weighting_model
 from mgr_tf.metrics import MeanSpearman
 from mgr_tf.models import get_backbone
 from mgr_tf.models.build import set_backbone_trainable
 from mgr_tf.tasks import Task
-from mgr_tf.training.frozen import feature_datasets, split_at
+from mgr_tf.training.frozen import adapt_norm, feature_datasets, features_of, split_at
 
 
 def compile_for(task: Task, model, regression: RegressionConfig, learning_rate: float):
@@ -118,12 +116,12 @@ def _fit_on_frozen_features(model, backbone, spec: DataSpec, model_config: Model
     """Phase "frozen": the heads on features of the frozen part computed once; then "finetune" end to end."""
     data = spec.config
     frozen, rest = split_at(model, backbone.encoder.frozen_output)
-    # Whole clips in a fixed order (no mixup): each clip's features are computed once.
-    clips = make_dataset(dataclasses.replace(data, mixup=0.0), "train", shuffle=False)
-    features_train, features_val = feature_datasets(frozen, rest, clips, val_ds, batch_size=data.batch_size,
+    features_train, features_val = features_of(frozen, spec, "train"), features_of(frozen, spec, "validation")
+    adapt_norm(rest, features_train.x)
+    train_features, val_features = feature_datasets(features_train, features_val, batch_size=data.batch_size,
                                                     seed=data.seed)
     fit_phase(rest, spec.task, train, regression, run_dir, "frozen", train.epochs, train.learning_rate,
-              features_train, features_val)
+              train_features, val_features)
     epochs = backbone.encoder.fine_tune(model, model_config)
     if epochs:
         fit_phase(model, spec.task, train, regression, run_dir, "finetune", epochs,

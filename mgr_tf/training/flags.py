@@ -14,6 +14,7 @@ from mgr_tf.core.cli import ArgumentParser, UserError, add_dataclass_args, datac
 from mgr_tf.core.config import DataConfig, ModelConfig, RegressionConfig, TrainConfig
 from mgr_tf.core.paths import DEFAULT_EXPORT_ROOT
 from mgr_tf.core.published import EMOTIONS, PUBLISHED_WEIGHTS
+from mgr_tf.data.spec import resolve
 from mgr_tf.models import BACKBONES, FEATURE_TYPES, get_backbone
 from mgr_tf.tasks import TASKS
 from mgr_tf.training.plan import Plan, default_run_name
@@ -29,7 +30,10 @@ def build_parser(prog: str = "python -m mgr_tf.train") -> argparse.ArgumentParse
                     "trains the default CNN genre model on the embedded synthetic corpus (generated on first "
                     "use) and exports it to exported_models/.",
     )
-    parser.add_argument("--task", default="genre", choices=list(TASKS), help="what to predict (default: genre)")
+    parser.add_argument("--task", default="genre", metavar="TASK",
+                        help="what to predict: " + ", ".join(TASKS) + ", or the name of one regression target of the "
+                             "data; regression (alias multitask) predicts every target of the data's label CSV, or "
+                             "those of --targets (default: genre)")
     parser.add_argument("--model", default="cnn", choices=list(BACKBONES),
                         help="backbone family (default: cnn): " + "; ".join(f"{k}: {b.description}"
                                                                              for k, b in BACKBONES.items()))
@@ -42,7 +46,7 @@ def build_parser(prog: str = "python -m mgr_tf.train") -> argparse.ArgumentParse
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="do not train the summary-statistics baseline on the same split for the report")
     data_group = parser.add_argument_group("data")
-    add_dataclass_args(data_group, DataConfig, skip=("task", "variable_length", "cv_folds", "cv_fold"), help_texts={
+    add_dataclass_args(data_group, DataConfig, skip=("task", "variable_length", "cv_folds", "cv_fold", "targets"), help_texts={
         "features": "model input, derived from the stored arrays: "
                     + "; ".join(f"{k}: {f.description}" for k, f in FEATURE_TYPES.items())},
         choices={"features": FEATURE_TYPES})
@@ -51,25 +55,43 @@ def build_parser(prog: str = "python -m mgr_tf.train") -> argparse.ArgumentParse
     train_group.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float,
                              default=TrainConfig.learning_rate, help=f"Adam learning rate (default: {TrainConfig.learning_rate})")
     regression_group = parser.add_argument_group("regression targets (emotion and multitask tasks)")
+    regression_group.add_argument("--targets", nargs="+", default=(), metavar="NAME",
+                                  help="the targets --task regression predicts, by name (comma- or space-separated; "
+                                       "default: every column of the data's label CSV)")
     add_dataclass_args(regression_group, RegressionConfig, skip=("loss_weights",))
-    regression_group.add_argument("--loss-weights", nargs="+", default=None,
-                                  help="multitask weights of valence, energy, danceability: three numbers, or "
-                                       "'published' for 1.5 0.8 0.8 (default: equal)")
+    regression_group.add_argument("--loss-weights", nargs="+", default=None, metavar="WEIGHT",
+                                  help="fixed multitask weights: by name (calmness=2 power=1; a target not named "
+                                       "weighs 1), one number per target in the task's order, or 'published' for "
+                                       "report 2's valence 1.5, energy 0.8, danceability 0.8 (default: equal)")
     add_dataclass_args(parser.add_argument_group("model"), ModelConfig, skip=("family", "backbone"))
     for name, spec in BACKBONES.items():
         add_dataclass_args(parser.add_argument_group(f"model: {name}"), spec.options)
     return parser
 
 
-def _parse_loss_weights(values) -> tuple[float, ...]:
-    if values is None:
-        return RegressionConfig.loss_weights
-    if values == [PUBLISHED_WEIGHTS_ALIAS]:
-        return tuple(float(PUBLISHED_WEIGHTS[t]) for t in EMOTIONS)
+def _parse_loss_weights(values, targets: Sequence[str] = EMOTIONS) -> dict[str, float]:
+    """{target: weight} of the --loss-weights words, for a task predicting `targets` (in order)."""
+    if not values:
+        return {}
+    if list(values) == [PUBLISHED_WEIGHTS_ALIAS]:
+        return {t: float(PUBLISHED_WEIGHTS[t]) for t in EMOTIONS}
+    words = [w for v in values for w in v.split(",") if w]
     try:
-        return tuple(float(v) for v in values)
+        if all("=" in w for w in words):
+            weights = {name.strip(): float(value) for name, value in (w.split("=", 1) for w in words)}
+            unknown = sorted(set(weights) - set(targets))
+            if unknown:
+                raise UserError(f"--loss-weights: {unknown[0]!r} is not a target of the task "
+                                f"({', '.join(targets)})")
+            return weights
+        numbers = [float(w) for w in words]
     except ValueError:
-        raise UserError(f"--loss-weights: expected three numbers or 'published', got {' '.join(values)}") from None
+        raise UserError(f"--loss-weights: expected numbers, name=number pairs or 'published', got "
+                        f"{' '.join(values)}") from None
+    if len(numbers) != len(targets):
+        raise UserError(f"--loss-weights: {len(numbers)} numbers for the {len(targets)} targets "
+                        f"({', '.join(targets)}); give one per target, or name=number pairs")
+    return dict(zip(targets, numbers))
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -91,13 +113,18 @@ def configs_from_args(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig
         UserError: a flag value out of its range (one line naming it).
     """
     spec = get_backbone(args.model)
+    targets = tuple(t for value in args.targets for t in value.split(",") if t)
     try:
-        data = dataclass_from_args(DataConfig, args, task=args.task, variable_length=spec.variable_length)
+        data = dataclass_from_args(DataConfig, args, task=args.task, variable_length=spec.variable_length,
+                                   targets=targets)
         model_config = dataclass_from_args(ModelConfig, args, family=args.model,
                                            backbone=dataclass_from_args(spec.options, args))
         train_config = dataclass_from_args(TrainConfig, args)
-        regression = dataclass_from_args(RegressionConfig, args, loss_weights=_parse_loss_weights(args.loss_weights))
-    except ValueError as exc:
+        # The weights' names: the outputs of the task on this data (reads the label CSV's header).
+        outputs = resolve(data).task.outputs if args.loss_weights else ()
+        regression = dataclass_from_args(RegressionConfig, args,
+                                         loss_weights=_parse_loss_weights(args.loss_weights, outputs))
+    except (ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
     return data, model_config, train_config, regression
 

@@ -16,7 +16,7 @@ from scipy import stats
 from sklearn.metrics import classification_report, confusion_matrix
 
 from mgr_tf.core.plotting import plt
-from mgr_tf.tasks import Task, get_task
+from mgr_tf.tasks import Task, task_of_outputs
 
 
 def genre_metrics(y_true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
@@ -207,7 +207,7 @@ def metrics_markdown(task: Task, metrics: Mapping) -> list[str]:
 
 def render_markdown(report: Mapping) -> str:
     """A readable report.md from the report.json dict."""
-    task = get_task(report["task"])
+    task = task_of_outputs(report["task"], report.get("targets"))
     lines = [f"# {report['title']}", "",
              f"Evaluated on the **{report['eval_split']}** split ({report['eval_split_reason']}).", ""]
     lines += metrics_markdown(task, report["metrics"])

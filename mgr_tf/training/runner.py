@@ -138,7 +138,7 @@ def evaluate_run(plan: Plan, model, info, config: dict, *, eval_ds, eval_split: 
         "epochs_run": len(next(iter(history.values()), [])) if history else 0,
         "train_seconds": train_seconds, "history": history, "params": int(model.count_params()),
         "data_fingerprint": info.fingerprint, "counts": info.counts, "command": plan.command,
-        "class_names": list(info.class_names),
+        "class_names": list(info.class_names), "targets": [] if spec.task.classification else list(spec.task.outputs),
         "task_weights_plot": R.plot_task_weights(history, run_dir / "task_weights.png"),
         "config_fingerprint": fingerprint(config),
     }
@@ -190,6 +190,7 @@ def run_config(plan: Plan, info) -> dict:
             "feature_type": {"name": plan.data.features, "bands": info.num_bands,
                              "description": spec.feature.description},
             "task": plan.data.task, "class_names": list(info.class_names), "vocabulary": list(info.vocabulary),
+            "targets": [] if spec.task.classification else list(spec.task.outputs), "data_targets": list(spec.targets),
             "num_bands": info.num_bands, "frames": info.frames, "model_frames": info.model_frames,
             "data_fingerprint": info.fingerprint, "command": plan.command, "export_name": plan.export_name}
 

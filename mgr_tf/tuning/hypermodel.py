@@ -2,7 +2,8 @@
 
 A trial's model is built, compiled and fitted by the training code of `mgr_tf.train`
 (`mgr_tf.training.runner.build_for_run`, then `mgr_tf.training.fit.compile_for` and its callbacks), so there is no
-second model or loss code here.
+second model or loss code here. With a pretrained encoder (its frozen part), the clips are embedded once
+(`mgr_tf.training.frozen`) and every trial fits only the heads on the embeddings, as training does.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ import keras_tuner
 from mgr_tf.core.config import DataConfig
 from mgr_tf.core.io import write_json
 from mgr_tf.data import dataset_info, make_dataset
-from mgr_tf.tasks import get_task
+from mgr_tf.data.spec import resolve
+from mgr_tf.models import get_backbone
 from mgr_tf.training.fit import compile_for, task_callbacks
+from mgr_tf.training.frozen import adapt_norm, feature_datasets, features_of, split_at
 from mgr_tf.training.runner import build_for_run
-from mgr_tf.tuning.space import Setting, declare_hyperparameters, setting_configs
-from mgr_tf.tuning.study import HYPERBAND_FACTOR, OBJECTIVE, TASK, Study
+from mgr_tf.tuning.space import Setting, declare_hyperparameters, reference_settings, setting_configs
+from mgr_tf.tuning.study import HYPERBAND_FACTOR, OBJECTIVE, Study
 
 
-def build_and_compile(study: Study, setting: Setting, data: DataConfig, info, *, execution: int = 0):
+def build_and_compile(study: Study, setting: Setting, data: DataConfig, info, *, execution: int = 0,
+                      frozen_train=None):
     """Builds and compiles the model of a setting, seeded like `mgr_tf.train`.
 
     Args:
@@ -33,14 +37,22 @@ def build_and_compile(study: Study, setting: Setting, data: DataConfig, info, *,
         data: the DataConfig the model trains on.
         info: its `DatasetInfo`.
         execution: index of the model within its trial (offsets the seed).
+        frozen_train: for a backbone with a frozen pretrained part, the training clips' frozen features
+            (`frozen.Features`): the heads alone are compiled, on those features (their normalisation adapted).
 
     Returns:
-        (plain model, model to fit): the second wraps the first with learned weights.
+        (plain model, model to fit): the second wraps the first (or, with `frozen_train`, its heads) with learned
+        weights.
     """
     keras.utils.set_random_seed(study.seed + execution)
     model_cfg, train_cfg, regression = setting_configs(study, setting)
-    model = build_for_run(study.plan(data, model_cfg, train_cfg, regression), info)
-    return model, compile_for(get_task(TASK), model, regression, train_cfg.learning_rate)
+    plan = study.plan(data, model_cfg, train_cfg, regression)
+    model = build_for_run(plan, info)
+    fitted = model
+    if frozen_train is not None:
+        _, fitted = split_at(model, get_backbone(model_cfg.family).encoder.frozen_output)
+        adapt_norm(fitted, frozen_train.x)
+    return model, compile_for(plan.spec.task, fitted, regression, train_cfg.learning_rate)
 
 
 class WeightsHyperModel(keras_tuner.HyperModel):
@@ -57,6 +69,7 @@ class WeightsHyperModel(keras_tuner.HyperModel):
         self.execution = 0
         self._info = None
         self._datasets = None
+        self._frozen = None
 
     @property
     def info(self):
@@ -65,10 +78,30 @@ class WeightsHyperModel(keras_tuner.HyperModel):
             self._info = dataset_info(self.data)
         return self._info
 
+    @property
+    def encoder(self):
+        """The backbone's pretrained `Encoder` (a frozen part), or None."""
+        return get_backbone(self.study.model).encoder
+
+    def frozen_features(self):
+        """(train, validation) `frozen.Features` of the encoder, computed once (None without an encoder)."""
+        if self.encoder is None:
+            return None
+        if self._frozen is None:
+            model, _ = build_and_compile(self.study, reference_settings(self.study)["equal"], self.data, self.info)
+            frozen, _ = split_at(model, self.encoder.frozen_output)
+            spec = resolve(self.data)
+            self._frozen = (features_of(frozen, spec, "train"), features_of(frozen, spec, "validation"))
+        return self._frozen
+
     def datasets(self):
-        """(train, validation) datasets, made once."""
+        """(train, validation) datasets, made once: the clips, or with an encoder their frozen features."""
         if self._datasets is None:
-            self._datasets = (make_dataset(self.data, "train"), make_dataset(self.data, "validation"))
+            if self.encoder is None:
+                self._datasets = (make_dataset(self.data, "train"), make_dataset(self.data, "validation"))
+            else:
+                train, val = self.frozen_features()
+                self._datasets = feature_datasets(train, val, batch_size=self.data.batch_size, seed=self.data.seed)
         return self._datasets
 
     def build(self, hp):
@@ -76,14 +109,16 @@ class WeightsHyperModel(keras_tuner.HyperModel):
 
     def build_setting(self, setting: Setting):
         """(plain model, model to fit) of a setting, for the current execution."""
-        return build_and_compile(self.study, setting, self.data, self.info, execution=self.execution)
+        frozen = self.frozen_features()
+        return build_and_compile(self.study, setting, self.data, self.info, execution=self.execution,
+                                 frozen_train=None if frozen is None else frozen[0])
 
     def fit(self, hp, model, *args, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         train_ds, val_ds = self.datasets()
         try:
             return model.fit(train_ds, validation_data=val_ds, epochs=epochs or self.study.epochs,
                              initial_epoch=initial_epoch, verbose=0, shuffle=False,
-                             callbacks=[*task_callbacks(get_task(TASK), model), *callbacks])
+                             callbacks=[*task_callbacks(resolve(self.data).task, model), *callbacks])
         finally:
             self.execution += 1
 
@@ -134,6 +169,7 @@ def make_tuner(study: Study, data: DataConfig, run_dir: Path, max_trials: int) -
         run_dir: the run folder; the tuner state lives in run_dir/tuner.
         max_trials: the number of trials to reach (finished ones count).
     """
+    study = study.bind(data)
     hypermodel = WeightsHyperModel(study, data)
     objective = keras_tuner.Objective(OBJECTIVE, direction="max")
     common = dict(directory=str(run_dir), project_name="tuner", overwrite=False)

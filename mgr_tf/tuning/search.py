@@ -25,14 +25,16 @@ from mgr_tf.core.cli import UserError
 from mgr_tf.core.config import DataConfig, to_dict
 from mgr_tf.core.io import write_json
 from mgr_tf.data import dataset_info, make_dataset
-from mgr_tf.tasks import get_task
+from mgr_tf.data.spec import resolve
+from mgr_tf.models import get_backbone
 from mgr_tf.training import report as R
 from mgr_tf.training.fit import task_callbacks
+from mgr_tf.training.frozen import feature_datasets, features_of, split_at
 from mgr_tf.training.runner import eval_split_of, evaluate_run, finish, run_config
 from mgr_tf.tuning.hypermodel import build_and_compile, make_tuner
 from mgr_tf.tuning.results import best_json, reference_rows, summary_header, trial_rows, write_results
 from mgr_tf.tuning.space import row_setting, setting_configs
-from mgr_tf.tuning.study import OBJECTIVE, TASK, Study, load_study
+from mgr_tf.tuning.study import OBJECTIVE, Study, load_study
 
 
 def export_best(study: Study, data: DataConfig, row: dict, run_dir: Path, name: str, root: str) -> dict:
@@ -65,13 +67,20 @@ def export_best(study: Study, data: DataConfig, row: dict, run_dir: Path, name: 
                                export_root=root, command=command)
     config = {**run_config(plan, info), "tune": {"study": study.to_json(), "row": row}}
     write_json(out / "config.json", config)
-    model, fit_model = build_and_compile(study, setting, full, info)
+    encoder = get_backbone(study.model).encoder
+    train_ds, frozen_train = make_dataset(full, "train"), None
+    if encoder is not None:  # embed the clips once, fit the heads on the embeddings (as the trials did)
+        probe, _ = build_and_compile(study, setting, full, info)
+        frozen_train = features_of(split_at(probe, encoder.frozen_output)[0], resolve(full), "train")
+        train_ds = feature_datasets(frozen_train, frozen_train, batch_size=full.batch_size, seed=full.seed)[0]
+    model, fit_model = build_and_compile(study, setting, full, info, frozen_train=frozen_train)
     print(f"[tune] export: retraining {row['trial']} on train + validation ({info.counts['train']} clips) "
           f"for {epochs} epoch(s)", flush=True)
     started = time.time()
-    callbacks = [*task_callbacks(get_task(TASK), fit_model), keras.callbacks.CSVLogger(str(out / "history_main.csv"))]
-    fit_model.fit(make_dataset(full, "train"), epochs=epochs, verbose=1 if sys.stdout.isatty() else 2,
-                  shuffle=False, callbacks=callbacks)
+    task = plan.spec.task
+    callbacks = [*task_callbacks(task, fit_model), keras.callbacks.CSVLogger(str(out / "history_main.csv"))]
+    fit_model.fit(train_ds, epochs=epochs, verbose=1 if sys.stdout.isatty() else 2, shuffle=False,
+                  callbacks=callbacks)
     train_seconds = time.time() - started
     if info.test_labelled:
         eval_split, reason = eval_split_of(info)
@@ -82,7 +91,7 @@ def export_best(study: Study, data: DataConfig, row: dict, run_dir: Path, name: 
                           reason=reason, train_seconds=train_seconds)
     report = finish(plan, report, extra={"tune": {"study": study.name, "row": row, "retrained_on": "train + validation",
                                                   "epochs": epochs}})
-    print(f"[tune] export: {eval_split}: {R.summary_line(get_task(TASK), report['metrics'])}", flush=True)
+    print(f"[tune] export: {eval_split}: {R.summary_line(task, report['metrics'])}", flush=True)
     return report
 
 
@@ -116,6 +125,7 @@ def run_study(args, command: str) -> int:
         raise FileNotFoundError(f"{args.data_dir}: --data-dir is not a folder")
     max_trials = args.max_trials or study.max_trials
     data = study.data_config(args.data_dir)
+    study = study.bind(data)
     run_dir = Path(args.out or Path("tuning") / "runs" / study.name)
     role = os.environ.get("KERASTUNER_TUNER_ID", "") if "KERASTUNER_ORACLE_IP" in os.environ else ""
     is_worker = bool(role) and "chief" not in role

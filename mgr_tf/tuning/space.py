@@ -21,7 +21,7 @@ class Setting:
     """What one model is trained with: the task weights (or learned ones) and the searched values.
 
     Args:
-        weights: (valence, energy, danceability) weights; ignored when `learned`.
+        weights: one weight per target of the study (`Study.targets`, in order); ignored when `learned`.
         learned: learn the weights (uncertainty weighting) instead.
         values: learning_rate / dropout / spearman_weight values in effect.
     """
@@ -54,9 +54,14 @@ def weights_from_values(study: Study, values: dict) -> tuple[float, ...]:
         values: the trial's hyperparameter values.
     """
     if study.weights.type == "simplex":
-        e = [-math.log(float(values[f"u_{name}"])) for name in EMOTIONS]
-        return tuple(study.weights.total * x / sum(e) for x in e)
-    return tuple(float(values[f"w_{name}"]) for name in EMOTIONS)
+        e = [-math.log(float(values[f"u_{name}"])) for name in study.targets]
+        return tuple(simplex_total(study) * x / sum(e) for x in e)
+    return tuple(float(values[f"w_{name}"]) for name in study.targets)
+
+
+def simplex_total(study: Study) -> float:
+    """The sum of the weights on the simplex: the study's total, else the number of targets (equal weights 1)."""
+    return study.weights.total if study.weights.total is not None else float(len(study.targets))
 
 
 def declare_hyperparameters(study: Study, hp) -> Setting:
@@ -68,10 +73,11 @@ def declare_hyperparameters(study: Study, hp) -> Setting:
     """
     if study.weights.type == "simplex":
         lo, hi = SIMPLEX_U_RANGE
-        for name in EMOTIONS:
+        for name in study.targets:
             hp.Float(f"u_{name}", lo, hi, default=0.5)  # equal u's = equal weights
     else:
-        for name, (lo, hi) in zip(EMOTIONS, study.weights.ranges):
+        for name in study.targets:
+            lo, hi = study.weights.range_of(name)
             hp.Float(f"w_{name}", lo, hi, default=min(max(1.0, lo), hi))
     values = []
     for key, r in study.space:
@@ -80,17 +86,19 @@ def declare_hyperparameters(study: Study, hp) -> Setting:
 
 
 def reference_settings(study: Study) -> dict[str, Setting]:
-    """The fixed reference rows: equal, published (1.5, 0.8, 0.8) and learned weights, other values at defaults.
+    """The fixed reference rows: equal and learned weights, and report 2's published (1.5, 0.8, 0.8) when the
+    targets are the published ones; other values at their defaults.
 
     Args:
         study: the study.
     """
     values = tuple((key, _default(study, key, r)) for key, r in study.space)
-    return {
-        "equal": Setting(tuple(1.0 for _ in EMOTIONS), False, values),
-        "published": Setting(tuple(float(PUBLISHED_WEIGHTS[t]) for t in EMOTIONS), False, values),
-        "learned": Setting((1.0, 1.0, 1.0), True, values),
-    }
+    equal = tuple(1.0 for _ in study.targets)
+    rows = {"equal": Setting(equal, False, values)}
+    if set(study.targets) == set(EMOTIONS):
+        rows["published"] = Setting(tuple(float(PUBLISHED_WEIGHTS[t]) for t in study.targets), False, values)
+    rows["learned"] = Setting(equal, True, values)
+    return rows
 
 
 def setting_configs(study: Study, setting: Setting) -> tuple[ModelConfig, TrainConfig, RegressionConfig]:
@@ -107,7 +115,7 @@ def setting_configs(study: Study, setting: Setting) -> tuple[ModelConfig, TrainC
 
     model_cfg = dataclasses.replace(study.model_config, **of("model"))
     train_cfg = dataclasses.replace(study.train_config, **of("train"))
-    regression = dataclasses.replace(study.regression_config, loss_weights=tuple(setting.weights),
+    regression = dataclasses.replace(study.regression_config, loss_weights=dict(zip(study.targets, setting.weights)),
                                      learned_weights=setting.learned, **of("regression"))
     return model_cfg, train_cfg, regression
 
@@ -119,5 +127,5 @@ def row_setting(study: Study, row: dict) -> Setting:
         study: the study.
         row: the row (weights as w_<target>, searched values under their names).
     """
-    return Setting(tuple(float(row[f"w_{t}"]) for t in EMOTIONS), bool(row.get("learned")),
+    return Setting(tuple(float(row[f"w_{t}"]) for t in study.targets), bool(row.get("learned")),
                    tuple((k, float(row[k])) for k, _ in study.space))

@@ -1,14 +1,19 @@
 """Study files of the multitask-weight tuner: dataclasses, JSON validation, and what a trial trains with.
 
 A study is a small JSON file (see `tuning/README.md`) naming the model, the data and a search space over the
-three task weights (valence, energy, danceability) and, optionally, the learning rate, dropout and the
-Spearman weight of the emotion loss. `parse_study` validates it (every error names the file and the key)
-against the backbone and feature-type registries and the config dataclasses of `mgr_tf.train`.
+task weights (one per regression target of the data: valence, energy and danceability in the published data)
+and, optionally, the learning rate, dropout and the Spearman weight of the regression loss. `parse_study`
+validates it (every error names the file and the key) against the backbone and feature-type registries and the
+config dataclasses of `mgr_tf.train`.
 
 Weights on the simplex: for each target a uniform hyperparameter u_t in [0.001, 0.999] is drawn and the
 weights are w_t = total * e_t / sum(e) with e_t = -log(u_t). -log of a uniform variable is Exp(1)-distributed
 and normalised independent Exp(1) draws are Dirichlet(1, 1, 1), i.e. uniform on the simplex, so random search
-samples weight ratios uniformly while the weights always sum to `total` (3 = the scale of equal weights 1, 1, 1).
+samples weight ratios uniformly while the weights always sum to `total` (by default the number of targets: the
+scale of equal weights 1, 1, ...).
+
+The targets are the data's (all of them, or the study's "targets"), so a parsed study is bound to its data
+(`Study.bind`) before the tuner runs.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 
 from mgr_tf.core.cli import UserError
 from mgr_tf.core.config import DataConfig, ModelConfig, RegressionConfig, TrainConfig, from_dict, to_dict
-from mgr_tf.core.published import EMOTIONS
+from mgr_tf.data.spec import resolve
 from mgr_tf.models import BACKBONES, FEATURE_TYPES, get_backbone, model_config_from_dict
 from mgr_tf.training.plan import Plan, check
 
@@ -33,7 +38,7 @@ HYPERBAND_FACTOR = 3
 SEARCHABLE = {"learning_rate": "train", "dropout": "model", "spearman_weight": "regression"}
 STUDY_KEYS = ("name", "description", "model", "features", "beat", "data_dir", "oracle", "max_trials",
               "executions_per_trial", "epochs", "seed", "batch_size", "max_frames", "val_fraction",
-              "search_space", "model_overrides", "train_overrides", "references")
+              "search_space", "model_overrides", "train_overrides", "references", "targets")
 # Set by the study itself, so an override would silently be ignored.
 TRAIN_KEYS_OWNED = ("epochs", "loss_weights", "learned_weights", "init_from", "freeze_epochs",
                     "finetune_lr_factor", "overfit_batch")
@@ -61,18 +66,22 @@ class Range:
 
 @dataclass(frozen=True)
 class WeightSpace:
-    """How the three task weights are searched.
+    """How the task weights are searched.
 
     Args:
         type: "simplex" (Dirichlet-like, weights sum to `total`; see the module docstring) or "ranges"
             (each weight drawn independently from its own range).
-        total: sum of the weights on the simplex.
-        ranges: with type "ranges", (min, max) per target, in EMOTIONS order.
+        total: sum of the weights on the simplex; None = the number of targets (the sum of equal weights 1).
+        ranges: with type "ranges", (target, min, max) per target.
     """
 
     type: str = "simplex"
-    total: float = 3.0
-    ranges: tuple[tuple[float, float], ...] = ()
+    total: float | None = None
+    ranges: tuple[tuple[str, float, float], ...] = ()
+
+    def range_of(self, target: str) -> tuple[float, float]:
+        """(min, max) of a target's weight (type ranges)."""
+        return next((lo, hi) for name, lo, hi in self.ranges if name == target)
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,9 @@ class Study:
         train_config: the base `TrainConfig` (train_overrides + epochs).
         regression_config: the base `RegressionConfig` (the train_overrides of the regression loss).
         references: train the reference rows (equal, published, learned weights).
+        targets: the regression targets whose weights are tuned: the study's "targets", or (once bound to its
+            data, `bind`) every target of the data.
+        path: the study file (for messages).
     """
 
     name: str
@@ -122,6 +134,8 @@ class Study:
     train_config: TrainConfig
     regression_config: RegressionConfig = RegressionConfig()
     references: bool = True
+    targets: tuple[str, ...] = ()
+    path: str = ""
 
     def data_config(self, data_dir: str | None = None) -> DataConfig:
         """The DataConfig of the study (multitask), optionally with another root.
@@ -132,11 +146,34 @@ class Study:
         return DataConfig(data_dir=data_dir if data_dir is not None else self.data_dir, task=TASK,
                           features=self.features, beat=self.beat, seed=self.seed, batch_size=self.batch_size,
                           max_frames=self.max_frames, variable_length=get_backbone(self.model).variable_length,
-                          val_fraction=self.val_fraction)
+                          val_fraction=self.val_fraction, targets=self.targets,
+                          **({"patch_frames": 0} if get_backbone(self.model).encoder else {}))
+
+    def bind(self, data: DataConfig) -> Study:
+        """The study with its targets: those its data config selects, else every regression target of the data.
+
+        Raises:
+            UserError: the data lacks a selected target, or the weight ranges do not name each target once.
+        """
+        try:
+            targets = resolve(data).task.outputs
+        except (ValueError, FileNotFoundError) as exc:
+            raise UserError(f"study {self.name}: {exc}") from None
+        if self.weights.type == "ranges":
+            named = [name for name, _, _ in self.weights.ranges]
+            where = f"{self.path or 'study ' + self.name}: search_space.weights"
+            for target in targets:
+                if target not in named:
+                    raise UserError(f"{where}.{target}: missing: type ranges needs [min, max] for each target of "
+                                    f"the data ({', '.join(targets)})")
+            for name in named:
+                if name not in targets:
+                    raise UserError(f"{where}.{name}: not a target of the data ({', '.join(targets)})")
+        return dataclasses.replace(self, targets=tuple(targets))
 
     def to_json(self) -> dict:
         """The study as a JSON-ready dict (written to the run folder's config.json); model_config is flat."""
-        return {**to_dict(self), "model_config": to_dict(self.model_config)}
+        return {**{k: v for k, v in to_dict(self).items() if k != "path"}, "model_config": to_dict(self.model_config)}
 
     def plan(self, data: DataConfig, setting_model: ModelConfig | None = None, train: TrainConfig | None = None,
              regression: RegressionConfig | None = None) -> Plan:
@@ -205,25 +242,23 @@ def _parse_weights(path, spec) -> WeightSpace:
         unknown = sorted(set(spec) - {"type", "total"})
         if unknown:
             _fail(path, f"{key}.{unknown[0]}", "unknown key for type simplex (allowed: type, total)")
-        total = _number(path, f"{key}.total", spec.get("total", 3.0))
+        total = _number(path, f"{key}.total", spec.get("total", 1.0))  # 1.0: only checked when absent
         if total <= 0:
             _fail(path, f"{key}.total", f"must be > 0, got {total}")
-        return WeightSpace("simplex", float(total))
+        return WeightSpace("simplex", None if "total" not in spec else float(total))
     if kind == "ranges":
-        unknown = sorted(set(spec) - {"type", *EMOTIONS})
-        if unknown:
-            _fail(path, f"{key}.{unknown[0]}", f"unknown key for type ranges (allowed: type, {', '.join(EMOTIONS)})")
+        names = [k for k in spec if k != "type"]
+        if not names:
+            _fail(path, key, "type ranges needs [min, max] for each target, by target name")
         ranges = []
-        for name in EMOTIONS:
-            if name not in spec:
-                _fail(path, f"{key}.{name}", "missing: type ranges needs [min, max] for each of " + ", ".join(EMOTIONS))
+        for name in names:
             r = _parse_range(path, f"{key}.{name}", spec[name])
             if not isinstance(r, Range):
                 _fail(path, f"{key}.{name}", "expected [min, max]")
             if r.max <= 0:
                 _fail(path, f"{key}.{name}.max", "must be > 0")
-            ranges.append((r.min, r.max))
-        return WeightSpace("ranges", 0.0, tuple(ranges))
+            ranges.append((name, r.min, r.max))
+        return WeightSpace("ranges", None, tuple(ranges))
     _fail(path, f"{key}.type", f"must be simplex or ranges, got {json.dumps(kind)}")
 
 
@@ -269,6 +304,9 @@ def parse_study(data: dict, path: str | Path = "<study>") -> Study:
     references = data.get("references", True)
     if not isinstance(references, bool):
         _fail(path, "references", f"expected true or false, got {json.dumps(references)}")
+    targets = data.get("targets", [])
+    if not (isinstance(targets, list) and all(isinstance(t, str) and t for t in targets)):
+        _fail(path, "targets", f"expected a list of target names, got {json.dumps(targets)}")
 
     overrides = data.get("model_overrides", {})
     if not isinstance(overrides, dict):
@@ -317,6 +355,7 @@ def parse_study(data: dict, path: str | Path = "<study>") -> Study:
             continue
         space.append((key, value))
     try:
+        # (the targets are checked against the data when the study is bound to it)
         check(Plan(DataConfig(task=TASK, features=features, beat=beat, patch_frames=0), model_config, train_config,
                    regression_config))
     except UserError as exc:
@@ -325,7 +364,8 @@ def parse_study(data: dict, path: str | Path = "<study>") -> Study:
                  beat=beat, data_dir=data_dir, oracle=oracle, max_trials=max_trials, executions_per_trial=executions,
                  epochs=epochs, seed=seed, batch_size=batch_size, max_frames=max_frames, val_fraction=val_fraction,
                  weights=weights, space=tuple(space), model_config=model_config, train_config=train_config,
-                 regression_config=regression_config, references=references)
+                 regression_config=regression_config, references=references, targets=tuple(targets),
+                 path=str(path))
 
 
 def load_study(path: str | Path) -> Study:

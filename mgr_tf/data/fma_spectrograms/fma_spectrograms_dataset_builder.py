@@ -43,8 +43,8 @@ class FmaConfig(tfds.core.BuilderConfig):
     """A sub-dataset of the layout: the kind of labels it carries and whether it is beat-synchronous.
 
     Args:
-        label_kind: "genre" (a ClassLabel over the genre vocabulary) or "emotion" (valence, energy,
-            danceability).
+        label_kind: "genre" (a ClassLabel over the genre vocabulary) or "emotion" (one float per regression
+            target: the builder's `targets`, valence, energy and danceability in the published data).
         beat: read the beat-synchronous copy (T ~ 40..130 frames instead of ~1293).
         encoder: also read this stored encoder input (a stored feature type such as musicnn); "" = none.
     """
@@ -64,11 +64,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     Args:
         skip_bad: skip bad examples (bad label lines, missing or corrupt sample files) instead of
             failing; each is logged with its reason and listed in `self.skipped`.
+        genre_names: the genre vocabulary of the genre configs (FMA's 20 unless the root's genres.txt says).
+        targets: the regression targets of the emotion configs (the columns of the root's label CSV).
         **kwargs: passed to `tfds.core.GeneratorBasedBuilder` (data_dir, config, ...).
     """
 
-    VERSION = tfds.core.Version("1.2.0")
+    VERSION = tfds.core.Version("1.3.0")
     RELEASE_NOTES = {
+        "1.3.0": "Any regression targets (the columns of the label CSV; valence, energy, danceability published).",
         "1.2.0": "Configs with a stored encoder input beside the spectrograms (genre_full_musicnn, ...).",
         "1.1.0": "Any genre vocabulary (a sub-dataset's genres.txt; FMA's 20 names otherwise).",
         "1.0.0": "Initial release: four configs, unlabelled test splits flagged by `labelled`.",
@@ -99,9 +102,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         for encoder in encoder_inputs() for kind, label_kind in (("genre", "genre"), ("multitask", "emotion"))
     ]
 
-    def __init__(self, *, skip_bad: bool = False, genre_names: tuple[str, ...] = GENRES_20, **kwargs):
+    def __init__(self, *, skip_bad: bool = False, genre_names: tuple[str, ...] = GENRES_20,
+                 targets: tuple[str, ...] = EMOTIONS, **kwargs):
         self.skip_bad = skip_bad
         self.genre_names = tuple(genre_names)
+        self.targets = tuple(targets)
         self.skipped: list[mgr_io.Skipped] = []
         super().__init__(**kwargs)
 
@@ -125,6 +130,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = dl_manager.manual_dir
         sub = self.builder_config.sub_dataset
+        if self.builder_config.label_kind == "emotion":
+            stored = mgr_io.regression_targets(root, sub)
+            if stored != self.targets:  # the record's keys are fixed by _info, before the manual folder is known
+                raise ValueError(f"{root / sub}: its label files name the targets {list(stored)}; this builder was "
+                                 f"made for {list(self.targets)} (Builder(targets=...); the tfds command line builds "
+                                 "the published valence, energy, danceability)")
         self.skipped = []
         listings = {}
         for split in mgr_io.SPLITS:
@@ -150,15 +161,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 self.skipped.append(skip)
                 continue
             record.update({"track_id": ex.track_id, "labelled": ex.labelled})
-            record.update(self._label_values[self.builder_config.label_kind](ex))
+            record.update(self._label_values(ex))
             yield ex.track_id, record
 
     def _label_features(self) -> dict:
         return {"genre": {"genre": tfds.features.ClassLabel(names=list(self.genre_names))},
-                "emotion": {name: tfds.features.Scalar(dtype=np.float32) for name in EMOTIONS}}
+                "emotion": {name: tfds.features.Scalar(dtype=np.float32) for name in self.targets}}
 
-    _label_values = {
-        "genre": lambda ex: {"genre": ex.genre if ex.labelled else UNLABELLED_GENRE},
-        "emotion": lambda ex: dict(zip(EMOTIONS, ex.emotions if ex.labelled else
-                                       (UNLABELLED_EMOTION,) * len(EMOTIONS))),
-    }
+    def _label_values(self, ex: mgr_io.Example) -> dict:
+        if self.builder_config.label_kind == "genre":
+            return {"genre": ex.genre if ex.labelled else UNLABELLED_GENRE}
+        return dict(zip(self.targets, ex.targets if ex.labelled else (UNLABELLED_EMOTION,) * len(self.targets)))
