@@ -16,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of `python -m mgr_tf.tune`."""
     parser = ArgumentParser(
         prog="python -m mgr_tf.tune",
-        description="Run a keras-tuner study of the multitask loss weights (valence, energy, danceability). "
+        description="Run a keras-tuner study of the multitask loss weights, one per regression target of the data "
+                    "(valence, energy, danceability in the published layout). "
                     "Each trial trains a model with the same code as mgr_tf.train and is scored by the mean "
                     "validation Spearman correlation. Rerunning the same command continues the study. "
                     "Distributed tuning: set KERASTUNER_TUNER_ID (chief / tuner0, tuner1, ...), "

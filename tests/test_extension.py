@@ -148,7 +148,7 @@ def test_new_task_trains_saves_and_exports(arousal_task, tiny_corpus, tmp_path):
     run_dir, report = _train(["--task", "arousal", "--model", "summary", "--data-dir", str(tiny_corpus)],
                              tmp_path, "arousal")
     assert report["task"] == "arousal" and set(report["metrics"]) == {"arousal"}
-    assert set(report["headline"]) == {"arousal Spearman"}
+    assert set(report["headline"]) == {"arousal Spearman", "arousal R²"}
 
     # The targets (of the split the report scores) are the mean of energy and danceability of the same clips.
     data = from_dict(DataConfig, json.loads((run_dir / "config.json").read_text())["data"])

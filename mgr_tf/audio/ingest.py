@@ -278,6 +278,8 @@ def print_summary(summary: dict, file=sys.stderr, per_kind: int = 10) -> None:
         print(f"genres (listed in genres.txt): {', '.join(summary['vocabulary'])}", file=file)
     if summary.get("targets"):
         print(f"regression targets: {', '.join(summary['targets'])}", file=file)
+    for note in summary.get("notes", ()):
+        print(f"  left out: {note}", file=file)
     print(f"converted {summary['converted']} clips in {summary['seconds']:.1f} s "
           f"({summary['clips_per_second']:.2f} clips/s); {summary['already_converted']} already converted; "
           f"{summary['skipped_total']} skipped", file=file)

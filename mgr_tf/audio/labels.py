@@ -273,13 +273,22 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _mostly_inside(numbers: Sequence[float], lo: float, hi: float) -> bool:
+    """Whether a numeric column is a target of range [lo, hi]: all its values inside, or (10 values or more) at
+    least 90 % of them, the others being typos that are reported line by line rather than a reason to drop the
+    whole column."""
+    inside = sum(lo <= n <= hi for n in numbers)
+    return inside == len(numbers) or (len(numbers) >= 10 and inside >= 0.9 * len(numbers))
+
+
 def plain_targets(path: Path, header: Sequence[str], rows: Sequence[dict], cfg: IngestConfig
                   ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(target columns, notes on the other columns) of a plain CSV.
 
     A target is a numeric column (every non-empty value a finite number) whose values lie in [0, 1], or in the
-    range `--target-range` declares for it; `--targets` names them instead. Other columns (besides path, id,
-    split and genre) are left out, each with a note saying why.
+    range `--target-range` declares for it (a column of 10 values or more with at most a tenth outside is a
+    target too: those lines are skipped as bad labels, each named); `--targets` names them instead. Other
+    columns (besides path, id, split and genre) are left out, each with a note saying why.
 
     Raises:
         ValueError: a column `--targets` or `--target-range` names that the file lacks or that is not numeric,
@@ -306,7 +315,7 @@ def plain_targets(path: Path, header: Sequence[str], rows: Sequence[dict], cfg: 
         elif not numeric:
             notes.append(f"column {column}: not numeric, not a target")
             continue
-        elif not all(lo <= n <= hi for n in numbers):
+        elif not _mostly_inside(numbers, lo, hi):
             notes.append(f"column {column}: values outside [{lo:g}, {hi:g}], not a target "
                          f"(--target-range {column}=LO:HI maps another scale to [0, 1])")
             continue

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from mgr_tf.data.spec import DataSpec, resolve
 
-# Names of `pipeline` and `prepare` (which import TensorFlow) offered here, loaded on first use.
+# Names of `pipeline` and `prepare` (which import TensorFlow) offered here, loaded on first use. The function
+# `prepare` is not among them: its name is the submodule's (`from mgr_tf.data.prepare import prepare`).
 _PIPELINE = ("SPLITS", "DatasetInfo", "bucket_boundaries", "dataset_info", "make_dataset", "split_ids", "split_roles")
-_PREPARE = ("builder_config_name", "fingerprint", "prepare", "resolve_root")
+_PREPARE = ("builder_config_name", "fingerprint", "resolve_root")
 
 __all__ = ["DataSpec", "resolve", *_PIPELINE, *_PREPARE]
 

@@ -57,7 +57,9 @@ FEATURES_FILE = "features.json"  # the FeatureConfig the root's arrays were made
 GENRE_HEADER = "Id\tGenre"
 EMOTION_ID = "Id"
 # Names a regression target may not take: the other keys of a dataset record, and the model's input.
-RESERVED_TARGET_NAMES = ("Id", "id", "track_id", "labelled", "spectrogram", "genre", "path", "split")
+# Names a target cannot take: label-file and record columns, and the keys of a prediction (predict --json).
+RESERVED_TARGET_NAMES = ("Id", "id", "track_id", "labelled", "spectrogram", "genre", "path", "split", "input",
+                         "windows", "probabilities", "tags", "error", "model", "task")
 TARGET_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # a target names a model output, a record key and a serving output
 
 

@@ -24,7 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from mgr_tf.core.paths import cache_home
-from mgr_tf.data import make_dataset, prepare, split_ids
+from mgr_tf.data import make_dataset, split_ids
+from mgr_tf.data.prepare import prepare
 from mgr_tf.data.spec import DataSpec, resolve
 
 EMBEDDING_NORM = "embedding_norm"
