@@ -81,8 +81,10 @@ def test_transfer_from_genre_model_runs_frozen_then_finetuned(genre_run, tiny_co
 @pytest.mark.parametrize("args, message", [
     (["--task", "genre", "--init-from", "x"], "--init-from transfers a genre model"),
     (["--task", "valence", "--learned-weights"], "--learned-weights needs --task multitask"),
-    (["--task", "multitask", "--loss-weights", "1", "2"], "three non-negative numbers"),
-    (["--task", "multitask", "--loss-weights", "a", "b", "c"], "expected three numbers"),
+    (["--task", "multitask", "--loss-weights", "1", "2"], "2 numbers for the 3 targets (valence, energy, danceability)"),
+    (["--task", "multitask", "--loss-weights", "a", "b", "c"], "expected numbers, name=number pairs or 'published'"),
+    (["--task", "multitask", "--loss-weights", "calm=2"], "'calm' is not a target of the task"),
+    (["--task", "multitask", "--loss-weights", "valence=-1"], "--loss-weights needs non-negative numbers"),
     (["--task", "valence", "--init-from", "/nonexistent/run"], "no trained model here"),
 ])
 def test_incompatible_or_bad_flags_give_one_clear_error(args, message, tiny_corpus, tmp_path, capsys):

@@ -208,6 +208,9 @@ class ModelConfig:
         raise AttributeError(f"ModelConfig of family {self.__dict__.get('family')!r} has no option {name!r}")
 
 
+HEADS = ("auto", "convex", "gradient")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a model is trained (any task).
@@ -222,6 +225,13 @@ class TrainConfig:
         freeze_epochs: with --init-from, epochs with the backbone frozen before fine-tuning.
         finetune_lr_factor: with --init-from, learning-rate factor of the fine-tuning phase.
         overfit_batch: train on a single batch only, to check that the model can memorise it.
+        head: how the heads are fitted when what feeds them does not train (a frozen pretrained encoder, the
+            summary baseline's statistics): convex solves the L2-regularised logistic regression to its
+            optimum on the training and validation clips (no early stopping; `mgr_tf.training.convex`);
+            gradient trains them with Adam and early stopping like every other model; auto is convex there,
+            except with --learned-weights, and gradient for every other model.
+        head_c: the inverse L2 strength C of convex heads (scikit-learn's convention: C * sum of losses +
+            1/2 ||W||^2); a target's fixed loss weight multiplies it.
     """
 
     epochs: int = 60
@@ -232,8 +242,12 @@ class TrainConfig:
     freeze_epochs: int = 4
     finetune_lr_factor: float = 0.1
     overfit_batch: bool = False
+    head: str = "auto"
+    head_c: float = 0.03
 
     def __post_init__(self):
+        _check(self.head in HEADS, f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        _check(_finite(self.head_c) and self.head_c > 0, f"head_c must be a positive number, got {self.head_c}")
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         _check(_finite(self.learning_rate) and self.learning_rate > 0,
                f"learning rate must be a positive number, got {self.learning_rate}")

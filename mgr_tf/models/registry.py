@@ -75,6 +75,7 @@ class Encoder:
         frozen_output: the layer ending the frozen part: training fits what follows on its output, computed
             once per example, before any fine-tuning.
         fine_tune: fn(model, config) -> epochs: unfreezes what fine-tuning trains (0 = the encoder stays frozen).
+        fine_tune_epochs: fn(config) -> the epochs `fine_tune` will return, without unfreezing anything.
         batch_size: clips per batch (the data default of the family's flags).
         converter: the `python -m mgr_tf.pretrained` command of the family, if it converts published weights.
     """
@@ -82,6 +83,7 @@ class Encoder:
     feature_type: FeatureType
     frozen_output: str
     fine_tune: Callable[[Any, ModelConfig], int]
+    fine_tune_epochs: Callable[[ModelConfig], int] = lambda config: 0
     batch_size: int = 8
     converter: Converter | None = None
 
@@ -101,6 +103,8 @@ class Backbone:
         after_build: optional fn(model, config) run on the finished model (e.g. loading weights).
         test_options: small options for fast tests (the shared harness builds every family with them).
         encoder: for a pretrained encoder: its stored input and frozen part (see `Encoder`).
+        fixed_output: for a family without trainable weights before its heads (the summary baseline): the
+            layer whose output feeds them; training computes it once per clip and fits only the heads.
     """
 
     name: str
@@ -111,6 +115,12 @@ class Backbone:
     after_build: Callable | None = None
     test_options: dict = dataclasses.field(default_factory=dict)
     encoder: Encoder | None = None
+    fixed_output: str | None = None
+
+    @property
+    def frozen_layer(self) -> str | None:
+        """The layer whose output does not train (an encoder's frozen part, or `fixed_output`), else None."""
+        return self.encoder.frozen_output if self.encoder else self.fixed_output
 
     @property
     def normalize(self) -> bool:

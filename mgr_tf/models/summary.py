@@ -15,6 +15,7 @@ from mgr_tf.models.registry import Backbone
 
 # The statistics `mgr_tf.models.layers.SummaryStatistics` computes.
 STATISTICS = ("mean", "std", "min", "max", "delta_std")
+STATISTICS_LAYER = "statistics"
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class SummaryOptions:
 
 
 def build_summary_backbone(config, x, *, frames: int):
-    """Statistics of the normalised, masked input, standardised by batch normalisation (no scale/shift).
+    """Statistics of the normalised, masked input, standardised over the training clips (`embedding_norm`,
+    adapted by training on the statistics of the training split, `mgr_tf.training.frozen`).
 
     Args:
         config: the model config (summary_stats).
@@ -45,10 +47,9 @@ def build_summary_backbone(config, x, *, frames: int):
     del frames
     from mgr_tf.models.layers import SummaryStatistics  # TensorFlow on demand
 
-    x = SummaryStatistics(config.summary_stats, name="statistics")(x)
-    # Standardises each statistic over the training clips (moving averages at inference).
-    return keras.layers.BatchNormalization(center=False, scale=False, momentum=0.9, name="standardise")(x)
+    x = SummaryStatistics(config.summary_stats, name=STATISTICS_LAYER)(x)
+    return keras.layers.Normalization(axis=-1, name="embedding_norm")(x)
 
 
 BACKBONE = Backbone("summary", "baseline: per-band statistics over time, standardised, linear head",
-                    SummaryOptions, build_summary_backbone, variable_length=True)
+                    SummaryOptions, build_summary_backbone, variable_length=True, fixed_output=STATISTICS_LAYER)

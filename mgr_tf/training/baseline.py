@@ -1,7 +1,9 @@
 """The summary-statistics baseline trained beside every run, on the same split, so no report hides a loss.
 
-It is `--model summary` (per-band statistics -> standardisation -> linear head, see `mgr_tf.models.summary`)
-trained with the settings below on whole clips; `mgr_tf.training.runner` trains it after the run's own model
+It is `--model summary` (per-band statistics -> standardisation -> linear head, see `mgr_tf.models.summary`) on
+whole clips. The statistics do not train, so its head is solved in closed form (`mgr_tf.training.convex`: L2
+logistic regression at C = 0.03), the run's `--head` and `--head-c` apply; the Adam settings below serve
+`--head gradient`; `mgr_tf.training.runner` trains it after the run's own model
 and puts its metrics into the run's report.json under "baseline" and into report.md beside the model's.
 """
 

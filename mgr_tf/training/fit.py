@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -21,7 +22,7 @@ from mgr_tf.metrics import MeanSpearman
 from mgr_tf.models import get_backbone
 from mgr_tf.models.build import set_backbone_trainable
 from mgr_tf.tasks import Task
-from mgr_tf.training.frozen import adapt_norm, feature_datasets, features_of, split_at
+from mgr_tf.training.frozen import CHUNK, adapt_norm, feature_datasets, features_of, fit_convex_heads, split_at
 
 
 def compile_for(task: Task, model, regression: RegressionConfig, learning_rate: float):
@@ -82,12 +83,13 @@ def read_history(csv_path: Path) -> dict[str, list[float]]:
 
 
 def fit_phases(model, spec: DataSpec, model_config: ModelConfig, train: TrainConfig, regression: RegressionConfig,
-               run_dir: Path, train_ds, val_ds) -> None:
-    """Fits `model` in its phases, with the run's callbacks (see the module docstring)."""
+               run_dir: Path, train_ds, val_ds) -> dict | None:
+    """Fits `model` in its phases, with the run's callbacks (see the module docstring); returns what was solved
+    in closed form (convex heads: the report's "head_fit"), else None."""
     backbone = get_backbone(model_config.family)
-    if backbone.encoder is not None and not train.init_from:
-        _fit_on_frozen_features(model, backbone, spec, model_config, train, regression, run_dir, train_ds, val_ds)
-        return
+    if backbone.frozen_layer is not None and not train.init_from:
+        return _fit_on_frozen_features(model, backbone, spec, model_config, train, regression, run_dir, train_ds,
+                                       val_ds)
     phases = [("main", train.epochs, train.learning_rate)]
     if train.init_from:
         freeze = min(train.freeze_epochs, train.epochs)
@@ -111,18 +113,44 @@ def fit_phase(model, task: Task, train: TrainConfig, regression: RegressionConfi
                   shuffle=False)  # the pipeline shuffles, seeded
 
 
+def convex_heads(backbone, train: TrainConfig, regression: RegressionConfig) -> bool:
+    """Whether the run's heads are solved in closed form (`--head`; auto: on fixed features, unless learned
+    weights are asked for)."""
+    if backbone.frozen_layer is None or train.init_from:
+        return False
+    return train.head == "convex" or (train.head == "auto" and not regression.learned_weights)
+
+
 def _fit_on_frozen_features(model, backbone, spec: DataSpec, model_config: ModelConfig, train: TrainConfig,
-                            regression: RegressionConfig, run_dir: Path, train_ds, val_ds) -> None:
-    """Phase "frozen": the heads on features of the frozen part computed once; then "finetune" end to end."""
+                            regression: RegressionConfig, run_dir: Path, train_ds, val_ds) -> dict | None:
+    """Phase "frozen": the heads on features of the frozen part computed once (solved in closed form, or trained
+    with Adam); then, for an encoder, an optional "finetune" end to end."""
     data = spec.config
-    frozen, rest = split_at(model, backbone.encoder.frozen_output)
-    features_train, features_val = features_of(frozen, spec, "train"), features_of(frozen, spec, "validation")
-    adapt_norm(rest, features_train.x)
-    train_features, val_features = feature_datasets(features_train, features_val, batch_size=data.batch_size,
-                                                    seed=data.seed)
-    fit_phase(rest, spec.task, train, regression, run_dir, "frozen", train.epochs, train.learning_rate,
-              train_features, val_features)
-    epochs = backbone.encoder.fine_tune(model, model_config)
+    frozen, rest = split_at(model, backbone.frozen_layer)
+    chunk = CHUNK if backbone.encoder else max(1, data.batch_size)  # an encoder's activations are large
+    features_train, features_val = (features_of(frozen, spec, split, chunk=chunk) for split in ("train", "validation"))
+    fitted = None
+    fine_tune = backbone.encoder.fine_tune if backbone.encoder else (lambda model, config: 0)
+    if convex_heads(backbone, train, regression):
+        # Without early stopping nothing needs the validation clips, unless fine-tuning follows (it stops on them).
+        tunes = bool(backbone.encoder and backbone.encoder.fine_tune_epochs(model_config))
+        features = features_train if tunes else features_train + features_val
+        adapt_norm(rest, features.x)
+        started = time.time()
+        heads = fit_convex_heads(model, backbone.frozen_layer, spec.task, features, regression, train.head_c)
+        fitted = {"method": "convex", "c": train.head_c, "clips": len(features.ids),
+                  "splits": ["train"] if tunes else ["train", "validation"], "seconds": round(time.time() - started, 3),
+                  "heads": heads}
+        print(f"[train] heads solved in closed form (L2 logistic regression, C {train.head_c:g}) on "
+              f"{len(features.ids)} clips ({' + '.join(fitted['splits'])}) in {fitted['seconds']:.1f} s", flush=True)
+    else:
+        adapt_norm(rest, features_train.x)
+        train_features, val_features = feature_datasets(features_train, features_val, batch_size=data.batch_size,
+                                                        seed=data.seed)
+        fit_phase(rest, spec.task, train, regression, run_dir, "frozen", train.epochs, train.learning_rate,
+                  train_features, val_features)
+    epochs = fine_tune(model, model_config)
     if epochs:
         fit_phase(model, spec.task, train, regression, run_dir, "finetune", epochs,
                   train.learning_rate * train.finetune_lr_factor, train_ds, val_ds)
+    return fitted

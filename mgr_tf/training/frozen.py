@@ -123,3 +123,42 @@ def feature_datasets(train: Features, val: Features, *, batch_size: int, seed: i
                 .shuffle(len(train.x), seed=seed, reshuffle_each_iteration=True).batch(batch_size))
     val_ds = tf.data.Dataset.from_tensor_slices((val.x, val.y)).batch(batch_size)
     return train_ds.prefetch(tf.data.AUTOTUNE), val_ds
+
+
+HEAD_INPUT = "head_dropout"  # every task's heads read the features through this layer (`mgr_tf.tasks`)
+
+
+def fit_convex_heads(model: keras.Model, frozen_layer: str, task, features: Features, regression, c: float) -> dict:
+    """Solves the model's heads in closed form on the fixed features of `frozen_layer`; returns what was fitted.
+
+    What follows `frozen_layer` (the rest, `split_at`) is called the rest below; its normalisation is adapted.
+
+    The rest must hold no trained weights but the heads' (e.g. `embedding_norm`, adapted, -> `head_dropout` -> one
+    dense head per output: softmax for a classification task, one sigmoid unit per regression target): the convex problems of
+    `mgr_tf.training.convex`. A target's loss weight multiplies its C.
+
+    Raises:
+        ValueError: the heads are not that (a family whose rest trains layers of its own).
+    """
+    from mgr_tf.training import convex  # scipy on demand
+
+    _, rest = split_at(model, frozen_layer)
+    inner = {layer.name for layer in rest.layers if layer.trainable_weights} - set(task.outputs)
+    if inner:
+        raise ValueError(f"convex heads fit a linear model on fixed features; this model has trainable layers between "
+                         f"them and the heads ({', '.join(sorted(inner))}): use --head gradient")
+    head_input = keras.Model(model.get_layer(frozen_layer).output, model.get_layer(HEAD_INPUT).input)
+    x = np.asarray(head_input(features.x, training=False), np.float64)
+    weights = task.loss_weights(regression) or {}
+    fitted = {}
+    for name in task.outputs:
+        layer = model.get_layer(name)
+        if task.classification:
+            fit = convex.fit_softmax(x, features.y[name].reshape(-1), layer.units, c)
+        else:
+            fit = convex.fit_sigmoid(x, features.y[name].reshape(-1), c * weights.get(name, 1.0))
+        layer.kernel.assign(fit.kernel.astype(np.float32))
+        layer.bias.assign(fit.bias.astype(np.float32))
+        fitted[name] = {"iterations": fit.iterations, "converged": fit.converged,
+                        "c": c * weights.get(name, 1.0)}
+    return fitted

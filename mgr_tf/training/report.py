@@ -235,8 +235,14 @@ def render_markdown(report: Mapping) -> str:
     if report.get("overfit"):
         lines += ["Memorisation check (--overfit-batch), training-mode metrics of the last epoch: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in report["overfit"].items()), ""]
-    lines += ["## Training", "", f"Epochs run: {report['epochs_run']}; wall time {report['train_seconds']:.0f} s.",
-              "", "![training curves](curves.png)", ""]
+    lines += ["## Training", ""]
+    fit = report.get("head_fit")
+    if fit:
+        lines += [f"Heads solved in closed form (L2-regularised logistic regression, C {fit['c']:g}) on the fixed "
+                  f"features of {fit['clips']} clips ({' + '.join(fit['splits'])}) in {fit['seconds']:.1f} s.", ""]
+    if report["epochs_run"] or not fit:
+        lines += [f"Epochs run: {report['epochs_run']}; wall time {report['train_seconds']:.0f} s.", "",
+                  "![training curves](curves.png)", ""]
     if report.get("task_weights_plot"):
         lines += ["![learned task weights](task_weights.png)", ""]
     if report.get("export_dir"):

@@ -75,6 +75,7 @@ def fit_and_evaluate(plan: Plan) -> Trained:
     train_ds = make_dataset(spec, "train")
     val_ds = make_dataset(spec, "validation")
     started = time.time()
+    head_fit = None
     if plan.train.overfit_batch:
         one_batch = train_ds.take(1).cache()
         fit_model = compile_for(spec.task, model, plan.regression, plan.train.learning_rate)
@@ -82,11 +83,13 @@ def fit_and_evaluate(plan: Plan) -> Trained:
                       callbacks=[keras.callbacks.CSVLogger(str(plan.run_dir / "history_main.csv"))])
         eval_ds, eval_split, reason = one_batch, "train", "--overfit-batch: the single training batch itself"
     else:
-        fit_phases(model, spec, plan.model, plan.train, plan.regression, plan.run_dir, train_ds, val_ds)
+        head_fit = fit_phases(model, spec, plan.model, plan.train, plan.regression, plan.run_dir, train_ds, val_ds)
         eval_split, reason = eval_split_of(info)
         eval_ds = val_ds if eval_split == "validation" else make_dataset(spec, eval_split)
     report = evaluate_run(plan, model, info, config, eval_ds=eval_ds, eval_split=eval_split, reason=reason,
                           train_seconds=time.time() - started)
+    if head_fit:
+        report["head_fit"] = head_fit
     return Trained(model, report)
 
 
@@ -164,7 +167,7 @@ def finish(plan: Plan, report: dict, *, extra: dict | None = None) -> dict:
         base_plan = baseline_plan(plan)
         base = finish(base_plan, fit_and_evaluate(base_plan).report)
         report["baseline"] = {key: base[key] for key in ("metrics", "headline", "eval_split", "train_seconds",
-                                                         "epochs_run", "params")}
+                                                         "epochs_run", "params", "head_fit") if key in base}
     if plan.export_name:
         report["export_dir"] = str(export_run(plan.run_dir, name=plan.export_name, root=plan.export_root,
                                               metrics=report["metrics"]))

@@ -128,7 +128,8 @@ BACKBONE = Backbone(
     "pooled over 3 s patches; needs --features musicnn (ingest --encoder musicnn)",
     MusicnnOptions, _build,
     # Batches of 8 clips: each clip is ten patches through the encoder (about 2 GB of activations a batch).
-    encoder=Encoder(FEATURE_TYPE, frozen_output=POOL_LAYER, fine_tune=_fine_tune, batch_size=8,
+    encoder=Encoder(FEATURE_TYPE, frozen_output=POOL_LAYER, fine_tune=_fine_tune,
+                    fine_tune_epochs=lambda config: config.musicnn_fine_tune_epochs, batch_size=8,
                     converter=Converter("musicnn 0.1.0 taggers (Pons and Serra 2019): MTT/MSD x musicnn/vgg",
                                         _add_converter_arguments, _convert, _tagger, _CONVERTER_DESCRIPTION)),
     test_options={"musicnn_pretrained": False})  # the architecture is fixed; tests skip the weights download
