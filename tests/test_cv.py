@@ -69,6 +69,13 @@ def test_cv_command_writes_table_and_resumes(tiny_corpus, tmp_path, capsys):
     assert result["summary"]["cnn"]["accuracy"]["mean"] == pytest.approx(np.mean(accs))
     assert np.asarray(result["confusion_matrix"]).sum() == result["examples"]
     assert (out / "confusion_matrix.png").stat().st_size > 0 and "± " in (out / "cv_report.md").read_text()
+    # Pooled out-of-fold scores: every clip once, the accuracy of the summed confusion matrix.
+    matrix = np.asarray(result["confusion_matrix"])
+    assert result["pooled"]["cnn"]["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
+    held_out = [line.split(",")[0] for fold in range(2)
+                for line in (out / f"fold_{fold}" / "predictions.csv").read_text().splitlines()[1:]]
+    assert len(held_out) == len(set(held_out)) == result["examples"]
+    assert set(result["pooled"]) == {"cnn", "summary baseline"}
     stamp = (out / "fold_0" / "report.json").stat().st_mtime_ns
     capsys.readouterr()
     assert main(argv) == 0

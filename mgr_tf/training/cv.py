@@ -52,10 +52,33 @@ def render_markdown(result: dict) -> str:
     lines += ["", "Per fold:", "", "| model | fold | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
     for row in result["rows"]:
         lines.append(f"| {row['model']} | {row['fold']} | " + " | ".join(f"{row[m]:.3f}" for m in metrics) + " |")
+    if result.get("pooled"):
+        names = list(next(iter(result["pooled"].values())))
+        lines += ["", "Pooled out-of-fold predictions (every clip scored once, by the fold that held it out):", "",
+                  "| model | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [f"| {model} | " + " | ".join(f"{values[m]:.3f}" for m in names) + " |"
+                  for model, values in result["pooled"].items()]
     if result.get("confusion_matrix"):
         lines += ["", "Confusion matrix summed over the folds (rows: true class):", "",
                   "![confusion matrix](confusion_matrix.png)", ""]
     return "\n".join(lines) + "\n"
+
+
+def pooled_headlines(task, out, folds: int, class_names, *, baseline: bool) -> dict[str, dict[str, float]]:
+    """The headline numbers over the out-of-fold predictions of all folds pooled (each clip scored once, by the
+    fold that held it out): {"model": ..., "summary baseline": ...}; {} when a fold has no predictions.csv."""
+    result = {}
+    for name, sub in (("model", ""), ("summary baseline", "baseline")):
+        if name != "model" and not baseline:
+            continue
+        paths = [out / f"fold_{fold}" / sub / R.PREDICTIONS for fold in range(folds)]
+        if not all(p.is_file() for p in paths):
+            continue
+        parts = [R.read_predictions(p, task, class_names) for p in paths]
+        y_true = {k: np.concatenate([part[1][k] for part in parts]) for k in parts[0][1]}
+        predictions = {k: np.concatenate([part[2][k] for part in parts]) for k in parts[0][2]}
+        result[name] = R.headline(task, R.evaluate(task, y_true, predictions, class_names=class_names))
+    return result
 
 
 def cross_validate(plan: Plan, folds: int) -> dict:
@@ -99,6 +122,9 @@ def cross_validate(plan: Plan, folds: int) -> dict:
         "examples": int(sum(r["counts"]["test"] for r in reports)), "command": command, "rows": rows,
         "summary": summarise(rows), "class_names": reports[0].get("class_names", []),
     }
+    pooled = pooled_headlines(task, out, folds, result["class_names"], baseline=any(r.get("baseline") for r in reports))
+    if pooled:
+        result["pooled"] = {plan.model.family if k == "model" else k: v for k, v in pooled.items()}
     if matrices:
         total = np.sum(matrices, axis=0)
         result["confusion_matrix"] = total.tolist()

@@ -249,3 +249,45 @@ def render_markdown(report: Mapping) -> str:
         lines += [f"Exported SavedModel: `{report['export_dir']}`", ""]
     lines += ["Reproduce: `" + report["command"] + "` (full settings in config.json).", ""]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Predictions of the scored split: predictions.csv beside report.json (cross-validation pools them).
+
+PREDICTIONS = "predictions.csv"
+
+
+def write_predictions(path: Path, task: Task, ids: Sequence[str], y_true: Mapping, predictions: Mapping,
+                      class_names: Sequence[str]) -> None:
+    """One row per scored clip: its id, then the truth and the prediction of each output (classification: the
+    true and predicted class names and every class's probability)."""
+    import csv
+
+    if task.classification:
+        header = ["id", "genre", "predicted", *[f"p_{c}" for c in class_names]]
+        probs = np.asarray(predictions["genre"])
+        rows = [[i, class_names[int(t)], class_names[int(np.argmax(p))], *[f"{v:.6g}" for v in p]]
+                for i, t, p in zip(ids, np.reshape(y_true["genre"], -1), probs)]
+    else:
+        header = ["id", *[f"{n}{suffix}" for n in task.outputs for suffix in ("", "_predicted")]]
+        columns = [np.reshape(d[n], -1) for n in task.outputs for d in (y_true, predictions)]
+        rows = [[i, *[f"{c[k]:.6g}" for c in columns]] for k, i in enumerate(ids)]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def read_predictions(path: Path, task: Task, class_names: Sequence[str]) -> tuple[list[str], dict, dict]:
+    """(ids, y_true, predictions) of a `write_predictions` file, as `evaluate` takes them."""
+    import csv
+
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    ids = [r["id"] for r in rows]
+    if task.classification:
+        index = {c: k for k, c in enumerate(class_names)}
+        return (ids, {"genre": np.array([index[r["genre"]] for r in rows])},
+                {"genre": np.array([[float(r[f"p_{c}"]) for c in class_names] for r in rows])})
+    return (ids, {n: np.array([float(r[n]) for r in rows]) for n in task.outputs},
+            {n: np.array([float(r[f"{n}_predicted"]) for r in rows]) for n in task.outputs})

@@ -26,7 +26,7 @@ import tensorflow as tf
 from mgr_tf.core.cli import UserError
 from mgr_tf.core.config import to_dict
 from mgr_tf.core.io import write_json, write_text
-from mgr_tf.data import dataset_info, make_dataset
+from mgr_tf.data import dataset_info, make_dataset, split_ids
 from mgr_tf.data.spec import DataSpec
 from mgr_tf.models.build import build_model, load_keras_model, transfer_model
 from mgr_tf.serving.export import export_run
@@ -128,6 +128,9 @@ def evaluate_run(plan: Plan, model, info, config: dict, *, eval_ds, eval_split: 
     run_dir, data, spec = plan.run_dir, plan.data, plan.spec
     model.save(run_dir / "model.keras")
     y_true, predictions = targets_and_predictions(model, eval_ds)
+    ids = [] if plan.train.overfit_batch else split_ids(spec, eval_split)
+    if len(ids) == len(next(iter(y_true.values()))):
+        R.write_predictions(run_dir / R.PREDICTIONS, spec.task, ids, y_true, predictions, info.class_names)
     history = run_history(run_dir)
     name = default_run_name(data, plan.model.family)
     metrics = R.evaluate(spec.task, y_true, predictions, class_names=info.class_names, run_dir=run_dir,
