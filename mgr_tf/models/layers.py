@@ -353,6 +353,50 @@ class WindowMean(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class WindowPool(keras.layers.Layer):
+    """Pooled window embeddings per clip: [(batch * windows, dim), (batch, windows)] -> (batch, dim * k).
+
+    `mode` "mean" is `WindowMean`; "mean+std" appends the weighted standard deviation over the windows; "max" is
+    the maximum over the windows of weight > 0 (all windows for a clip that is all padding).
+
+    Args:
+        mode: "mean", "mean+std" or "max".
+        **kwargs: base layer arguments.
+    """
+
+    MODES = ("mean", "mean+std", "max")
+
+    def __init__(self, mode: str = "mean", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"window pooling must be one of {', '.join(self.MODES)}, got {mode!r}")
+        self.mode = mode
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+    def call(self, inputs):
+        embeddings, weights = inputs
+        batch, count = tf.shape(weights)[0], tf.shape(weights)[1]
+        x = tf.reshape(embeddings, [batch, count, -1])
+        total = tf.reduce_sum(weights, axis=1, keepdims=True)
+        real = tf.where(total > 0, weights, tf.ones_like(weights))
+        if self.mode == "max":
+            out = tf.reduce_max(tf.where(real[..., None] > 0, x, tf.fill(tf.shape(x), x.dtype.min)), axis=1)
+        else:
+            share = real / tf.reduce_sum(real, axis=1, keepdims=True)
+            mean = tf.reduce_sum(x * share[..., None], axis=1)
+            out = mean
+            if self.mode == "mean+std":
+                variance = tf.reduce_sum(tf.square(x - mean[:, None]) * share[..., None], axis=1)
+                out = tf.concat([mean, tf.sqrt(variance + 1e-12)], axis=-1)
+        return tf.ensure_shape(out, [None, embeddings.shape[-1] * (2 if self.mode == "mean+std" else 1)])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[1][0], input_shape[0][-1] * (2 if self.mode == "mean+std" else 1))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class RandomGain(keras.layers.Layer):
     """Training-only loudness augmentation: adds one random dB offset per example to the dB bands.
 
