@@ -20,9 +20,11 @@ BENCHMARKS: dict[str, str] = {
     "features": "mgr_tf.bench.features_bench",
     "real": "mgr_tf.bench.real_bench",
     "encoder": "mgr_tf.bench.encoder_bench",
+    "distribute": "mgr_tf.bench.distribute_bench",
 }
-# Long benchmarks that need data from outside the repository: run only when named with --only.
-ON_REQUEST = {"real", "encoder"}
+# Long benchmarks that need data from outside the repository, or start worker processes: run only when named with
+# --only.
+ON_REQUEST = {"real", "encoder", "distribute"}
 
 
 @dataclass

@@ -24,6 +24,8 @@ FUSED_BANDS = 140
 FULL_FRAMES = 1293  # padding length used by published code on the full spectrograms
 BEAT_FRAMES = 129  # ... and on the beat-synchronous ones
 SPEARMAN_METHODS = ("pairwise", "permutahedron")
+# How `TrainConfig.distribute` spreads training over devices and machines (mgr_tf.training.distributed).
+DISTRIBUTE_MODES = ("none", "mirrored", "multiworker", "auto")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -217,6 +219,10 @@ class TrainConfig:
         freeze_epochs: with --init-from, epochs with the backbone frozen before fine-tuning.
         finetune_lr_factor: with --init-from, learning-rate factor of the fine-tuning phase.
         overfit_batch: train on a single batch only, to check that the model can memorise it.
+        distribute: none (one process), mirrored (every GPU of this host, tf.distribute.MirroredStrategy), multiworker
+            (the workers of TF_CONFIG, tf.distribute.MultiWorkerMirroredStrategy) or auto (multiworker when
+            TF_CONFIG names several tasks, else mirrored when there are several GPUs, else none); --batch-size is
+            the global batch, split evenly over the replicas (see docs/distributed.md).
     """
 
     epochs: int = 60
@@ -227,8 +233,11 @@ class TrainConfig:
     freeze_epochs: int = 4
     finetune_lr_factor: float = 0.1
     overfit_batch: bool = False
+    distribute: str = dataclasses.field(default="none", metadata={"choices": DISTRIBUTE_MODES})
 
     def __post_init__(self):
+        _check(self.distribute in DISTRIBUTE_MODES,
+               f"distribute must be one of {', '.join(DISTRIBUTE_MODES)}, got {self.distribute!r}")
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         _check(_finite(self.learning_rate) and self.learning_rate > 0,
                f"learning rate must be a positive number, got {self.learning_rate}")
