@@ -24,6 +24,9 @@ FUSED_BANDS = 140
 FULL_FRAMES = 1293  # padding length used by published code on the full spectrograms
 BEAT_FRAMES = 129  # ... and on the beat-synchronous ones
 SPEARMAN_METHODS = ("pairwise", "permutahedron")
+# Compute precisions of a pretrained encoder (`mgr_tf.models.build.at_precision`): float32, or bfloat16 compute
+# with float32 weights and outputs (Keras's mixed_bfloat16 policy).
+PRECISIONS = ("float32", "bfloat16")
 
 
 def _check(condition: bool, message: str) -> None:
