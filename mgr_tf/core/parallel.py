@@ -2,8 +2,13 @@
 
 Each item's generator runs in one worker; what it yields comes back as it is produced, through a bounded queue,
 so a long item (an hour-long recording) streams in pieces with flat memory and a slow consumer holds the workers
-back instead of piling their output up. Workers are started with "spawn": they import only the module of the
-generator function (which should import no TensorFlow), never inherit a parent's TensorFlow threads.
+back instead of piling their output up.
+
+Workers are forked where the platform can (Linux), as ingest's decoding workers are: they start at once and share
+the parent's imported modules, and they run only the generator (decoding: NumPy, soundfile, soxr), never the
+parent's TensorFlow, whose threads do not exist in a forked child. Elsewhere they are spawned and import the
+generator's module (which should import no TensorFlow; a script calling this needs the usual
+``if __name__ == "__main__":`` guard).
 """
 
 from __future__ import annotations
@@ -95,7 +100,7 @@ def _work(worker: int, fn, args, tasks, results) -> None:
 
 
 def _stream_in_workers(fn, items, args, workers: int, max_pending: int) -> Iterator[tuple[int | None, Any]]:
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     tasks, results = context.Queue(), context.Queue(max_pending)
     for index, item in enumerate(items):
         tasks.put((index, item))
@@ -139,11 +144,16 @@ def _stream_in_workers(fn, items, args, workers: int, max_pending: int) -> Itera
                 unfinished.discard(index)
             yield index, message
     finally:
+        stopping = not unfinished  # all done: the workers are leaving (they read their None)
         for process in processes:
-            if process.is_alive():
-                process.terminate()
+            if process.is_alive() and not stopping:
+                process.terminate()  # the consumer stopped early (an error, a kill)
         for process in processes:
             process.join(timeout=5)
-        results.cancel_join_thread()
-        tasks.cancel_join_thread()
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+        for channel in (results, tasks):
+            channel.close()
+            channel.cancel_join_thread()
 

@@ -24,7 +24,7 @@ from mgr_tf.core.config import FUSED_BANDS, FeatureConfig, from_dict
 from mgr_tf.data.inputs import SPECTROGRAM_SUFFIXES, Piece, Reading, is_spectrogram
 from mgr_tf.data.readers import load_spectrogram
 from mgr_tf.features.clips import clip_features
-from mgr_tf.features.decode import SILENCE_DB, shortest_seconds, stream_audio, windows
+from mgr_tf.features.decode import SILENCE_DB, shortest_seconds
 from mgr_tf.models import get_feature_type
 from mgr_tf.serving.batch import FileResult, predict_inputs
 from mgr_tf.serving.export import read_export_config, resolve_model_dir
@@ -93,13 +93,6 @@ class Predictor:
                                 "computed from the audio (give the audio file)")
             array = np.asarray(get_feature_type(self.features).derive(array, self.feature_config))
         return np.ascontiguousarray(array, dtype=np.float32)
-
-    def windows_from_audio(self, path: Path) -> list[np.ndarray]:
-        """Clip-length windows of a mono waveform at the model's sample rate (the windows `predict_file` uses)."""
-        reading = self.reading
-        return [window for _, window in windows(stream_audio(path, reading.sample_rate, reading.block_seconds),
-                                                int(reading.window_seconds * reading.sample_rate),
-                                                int(reading.min_tail_seconds * reading.sample_rate))]
 
     def _features_in_python(self, window: np.ndarray) -> np.ndarray:
         # The dataset converter's own function, so the model sees the arrays it was trained on.

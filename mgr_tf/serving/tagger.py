@@ -73,14 +73,6 @@ def export_tagger(keras_model, out_dir: str | Path, tagger: Tagger, *, family: s
     return write_version(Path(out_dir), write, labels=names, config=config)
 
 
-def clip_tags(model, tagger: Tagger, waveform: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Tag probabilities of one clip (mono, at the tagger's rate), averaged over its patches."""
-    patches = np.asarray(tagger.frontend(np.asarray(waveform, np.float32)))
-    outs = [np.asarray(model(patches[i:i + batch_size], training=False)[TAGS])
-            for i in range(0, len(patches), batch_size)]
-    return np.concatenate(outs).mean(axis=0)
-
-
 def family_tagger(model=None, kind: str | None = None) -> tuple[str, Tagger]:
     """(family, `Tagger`) of a converted model (found by its tag names) or of a tagger export's kind.
 
