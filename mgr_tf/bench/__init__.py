@@ -20,9 +20,10 @@ BENCHMARKS: dict[str, str] = {
     "features": "mgr_tf.bench.features_bench",
     "real": "mgr_tf.bench.real_bench",
     "encoder": "mgr_tf.bench.encoder_bench",
+    "predict": "mgr_tf.bench.predict_bench",
 }
-# Long benchmarks that need data from outside the repository: run only when named with --only.
-ON_REQUEST = {"real", "encoder"}
+# Long benchmarks (or ones that need data from outside the repository): run only when named with --only.
+ON_REQUEST = {"real", "encoder", "predict"}
 
 
 @dataclass
