@@ -42,8 +42,8 @@ def build_parser() -> ArgumentParser:
                         help="with --out: one row per window instead of per file (input, window, start, end in "
                              "seconds, windows, scores)")
     parser.add_argument("--workers", type=int, default=0,
-                        help="audio decoding processes (default: 0 = one per CPU core; 1 = decode in the main "
-                             "process)")
+                        help="audio decoding processes (default: 0 = one per CPU core; with --tags, whose network "
+                             "needs the cores itself, the cores less two; 1 = decode in the main process)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="examples per model call: windows (default 16), or with --tags 3 s patches (default 32)")
     parser.add_argument("--min-seconds", type=float, default=None,

@@ -8,7 +8,8 @@ collects examples of the same signature and shape from many files into batches o
 file, in input order. A bad file gives a result with its problem and stops nothing.
 
 What a model must offer (`Predictor` for exports, `TagPredictor` for taggers): `reading` (a `Reading`),
-`batch_size`, `examples(piece, path) -> (signature, (k, ...) array)`, `run(signature, batch) -> {name: (B, ...)}`,
+`batch_size`, `prefetch` (pieces decoded ahead, at most), `workers` (the decoding processes it takes by default),
+`examples(piece, path) -> (signature, (k, ...) array)`, `run(signature, batch) -> {name: (B, ...)}`,
 `combine({name: (k, ...)}) -> {name: array}`, and for rows `score_columns()` and `scores(window outputs)`. Each
 example's output does not depend on what it is batched with (checked in tests/test_predict.py), so the numbers are
 those of one file at a time.
@@ -28,7 +29,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from mgr_tf.core.cli import UserError
-from mgr_tf.core.parallel import IDLE, Done, Failed, default_workers, stream_map
+from mgr_tf.core.parallel import IDLE, Done, Failed, stream_map
 from mgr_tf.data.inputs import Piece, read_input
 
 
@@ -204,9 +205,9 @@ def predict_inputs(model, paths: Sequence[str], *, workers: int = 0) -> Iterator
     Args:
         model: a `Predictor` or `TagPredictor` (see the module docstring).
         paths: the input files (`mgr_tf.data.inputs.list_inputs`).
-        workers: decoding processes; 0 = one per CPU core, 1 = decode in this process.
+        workers: decoding processes; 0 = the model's default (`model.workers`), 1 = decode in this process.
     """
-    workers = workers or default_workers()
+    workers = workers or model.workers
     files = {index: _File(path) for index, path in enumerate(paths)}
     batches = _Batches(model, model.batch_size)
     next_out = 0
@@ -216,7 +217,7 @@ def predict_inputs(model, paths: Sequence[str], *, workers: int = 0) -> Iterator
             files[index].outputs[number] = output
 
     stream = stream_map(read_input, list(paths), args=(model.reading,), workers=workers,
-                        max_pending=max(8, model.batch_size))
+                        max_pending=model.prefetch)
     for index, message in stream:
         if message is IDLE:
             finished(batches.run_largest())

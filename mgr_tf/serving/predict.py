@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from mgr_tf.core.cli import UserError
 from mgr_tf.core.config import FUSED_BANDS, FeatureConfig, from_dict
+from mgr_tf.core.parallel import default_workers
 from mgr_tf.data.inputs import SPECTROGRAM_SUFFIXES, Piece, Reading, is_spectrogram
 from mgr_tf.data.readers import load_spectrogram
 from mgr_tf.features.clips import clip_features
@@ -69,6 +70,9 @@ class Predictor:
         self.waveform_fn = signatures["serving_waveform"] if "serving_waveform" in signatures else None
         clip = self.feature_config.clip_seconds
         self.batch_size = batch_size
+        self.prefetch = max(8, batch_size)  # windows decoded ahead of the model
+        # Decoding is about half of a file's time beside a CNN: one decoding process per core pays even on two.
+        self.workers = default_workers()
         self.reading = Reading(self.sample_rate if self.waveform_fn is not None else self.feature_config.sample_rate,
                                window_seconds=clip, min_tail_seconds=MIN_TAIL_SECONDS,
                                min_seconds=shortest_seconds(clip, min_seconds), silence_db=silence_db,
