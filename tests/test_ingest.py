@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 
 from mgr_tf.audio.ingest import MANIFEST, SUMMARY, IngestConfig, ingest
-from mgr_tf.ingest import main
 from mgr_tf.audio.labels import assign_splits
 from mgr_tf.core.config import DataConfig, FeatureConfig
 from mgr_tf.data import readers as mgr_io
+from mgr_tf.ingest import main
 
 SR = 22050
 CLIP = 5.0  # seconds; 1 + 5 * 22050 // 512 = 216 frames

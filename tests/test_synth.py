@@ -12,8 +12,8 @@ import pytest
 from mgr_tf.core.published import GENRE_MAP_20_TO_10, GENRES_20
 from mgr_tf.data import layout
 from mgr_tf.data.synth.corpus import _plan, generate_corpus
-from mgr_tf.synth import main
 from mgr_tf.data.synth.styles import emotion_knobs, emotion_targets
+from mgr_tf.synth import main
 
 
 def _load(path: Path) -> np.ndarray:

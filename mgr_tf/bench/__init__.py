@@ -21,10 +21,11 @@ BENCHMARKS: dict[str, str] = {
     "real": "mgr_tf.bench.real_bench",
     "encoder": "mgr_tf.bench.encoder_bench",
     "distribute": "mgr_tf.bench.distribute_bench",
+    "predict": "mgr_tf.bench.predict_bench",
 }
 # Long benchmarks that need data from outside the repository, or start worker processes: run only when named with
 # --only.
-ON_REQUEST = {"real", "encoder", "distribute"}
+ON_REQUEST = {"real", "encoder", "distribute", "predict"}
 
 
 @dataclass

@@ -26,6 +26,9 @@ BEAT_FRAMES = 129  # ... and on the beat-synchronous ones
 SPEARMAN_METHODS = ("pairwise", "permutahedron")
 # How `TrainConfig.distribute` spreads training over devices and machines (mgr_tf.training.distributed).
 DISTRIBUTE_MODES = ("none", "mirrored", "multiworker", "auto")
+# Compute precisions of a pretrained encoder (`mgr_tf.models.build.at_precision`): float32, or bfloat16 compute
+# with float32 weights and outputs (Keras's mixed_bfloat16 policy).
+PRECISIONS = ("float32", "bfloat16")
 
 
 def _check(condition: bool, message: str) -> None:
