@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from mgr_tf.core.cli import quiet_tensorflow, run_cli
+from mgr_tf.core.cli import UserError, quiet_tensorflow, run_cli
+from mgr_tf.training.cluster import resolve_mode
 from mgr_tf.training.flags import build_parser as train_parser
 from mgr_tf.training.flags import command_line, parse_args, plan_from_args
 from mgr_tf.training.plan import check, default_run_name
@@ -34,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out or Path("runs") / f"cv{args.folds}_{default_run_name(plan.data, args.model)}")
     plan = check(dataclasses.replace(plan, run_dir=out, export_name=None,
                                      command=command_line("python -m mgr_tf.cv", argv).strip()))
+    if resolve_mode(plan.train.distribute) == "multiworker":
+        raise UserError("python -m mgr_tf.cv does not run on several workers: use one process or --distribute "
+                        "mirrored (one host, several GPUs); see docs/distributed.md")
     from mgr_tf.training.cv import cross_validate  # TensorFlow on demand: the flags are checked first
 
     result = cross_validate(plan, args.folds)

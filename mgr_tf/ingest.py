@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from mgr_tf.audio.tracks import SHORT_TOLERANCE_SECONDS, IngestConfig
+from mgr_tf.audio.tracks import IngestConfig
 from mgr_tf.core.cli import ArgumentParser, UserError, add_dataclass_args, dataclass_from_args, quiet_tensorflow, run_cli
 from mgr_tf.core.config import FeatureConfig
+from mgr_tf.features.decode import SHORT_TOLERANCE_SECONDS
 
 
 def main(argv: Sequence[str] | None = None) -> int:

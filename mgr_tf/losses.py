@@ -290,13 +290,20 @@ class UncertaintyWeightedModel(keras.Model):
         return self.model(inputs, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        total = tf.constant(0.0)
+        task_losses = {}
         for i, name in enumerate(self.task_names):
-            task_loss = tf.cast(self.task_losses[name](y[name], y_pred[name]), tf.float32)
-            self.loss_trackers[i].update_state(task_loss)
-            total += tf.exp(-self.log_vars[i]) * task_loss + self.log_vars[i]
+            task_losses[name] = tf.cast(self.task_losses[name](y[name], y_pred[name]), tf.float32)
+            self.loss_trackers[i].update_state(task_losses[name])
+        total = self.weighted_total(task_losses)
         if self.losses:
             total += tf.add_n([tf.cast(loss, tf.float32) for loss in self.losses])
+        return total
+
+    def weighted_total(self, task_losses: dict):
+        """sum_t exp(-s_t) * L_t + s_t of the task losses {output name: L_t} (float32 scalars)."""
+        total = tf.constant(0.0)
+        for i, name in enumerate(self.task_names):
+            total += tf.exp(-self.log_vars[i]) * task_losses[name] + self.log_vars[i]
         return total
 
     def task_weights(self) -> dict[str, float]:

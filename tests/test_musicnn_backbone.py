@@ -233,3 +233,28 @@ def test_export_serves_16k_waveforms_as_the_stored_arrays(musicnn_run, encoder_r
     assert predict_main([str(export), str(audio / files[0]), "--json"]) == 0
     [result] = json.loads(capsys.readouterr().out)["results"]
     assert result["genre"] in GENRES and set(result["probabilities"]) == set(GENRES)
+
+
+def test_bfloat16_encoder_computes_in_bfloat16_and_gives_float32_embeddings(tmp_path):
+    from mgr_tf.models.build import at_precision
+    from mgr_tf.models.musicnn.presets import ENCODER_LAYER, PATCH_FRAMES
+    from tests.model_harness import tiny_config, tiny_model
+
+    float32 = tiny_model("musicnn", "genre")
+    model = tiny_model("musicnn", "genre", config=tiny_config("musicnn", musicnn_precision="bfloat16"))
+    assert at_precision(float32, "float32") is float32  # float32 is the model itself, bit for bit
+    encoder = model.get_layer(ENCODER_LAYER)
+    assert encoder.get_layer("conv2d").dtype_policy.name == "mixed_bfloat16"
+    assert encoder.output.dtype == "float32" and all(w.dtype == "float32" for w in encoder.weights)
+    encoder.set_weights(float32.get_layer(ENCODER_LAYER).get_weights())
+    patches = tf.constant(np.random.default_rng(0).uniform(0, 3, (4, PATCH_FRAMES, N_MELS)).astype(np.float32))
+    a = np.asarray(float32.get_layer(ENCODER_LAYER)(patches, training=False))
+    b = np.asarray(encoder(patches, training=False))
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert b.dtype == np.float32 and cosine.min() > 0.999, cosine
+    model.save(tmp_path / "bf16.keras")  # the policy is part of the saved model
+    loaded = keras.saving.load_model(tmp_path / "bf16.keras", compile=False).get_layer(ENCODER_LAYER)
+    assert loaded.get_layer("conv2d").dtype_policy.name == "mixed_bfloat16"
+    np.testing.assert_array_equal(np.asarray(loaded(patches, training=False)), b)
+    with pytest.raises(ValueError, match="musicnn_precision must be one of float32, bfloat16"):
+        tiny_config("musicnn", musicnn_precision="float16")

@@ -66,8 +66,8 @@ def test_predict_audio_whole_track_is_windowed_and_averaged(genre_run, tmp_path,
 
 
 def test_predict_audio_with_beat_model_computes_features_in_python(multitask_run, tmp_path, capsys):
-    wav = _write_wav(tmp_path / "clip.wav", 8.0)
-    assert run_cli(main, [str(export_dir(multitask_run)), str(wav), "--json"]) == 0
+    wav = _write_wav(tmp_path / "clip.wav", 8.0)  # shorter than the 30 s clip: kept with --min-seconds
+    assert run_cli(main, [str(export_dir(multitask_run)), str(wav), "--json", "--min-seconds", "5"]) == 0
     result = json.loads(capsys.readouterr().out)["results"][0]
     assert len(result["windows"]) == 1 and 0 <= result["valence"] <= 1
 

@@ -287,6 +287,41 @@ def test_predict_tags_from_keras_file_and_from_tagger_export(msd_keras, tmp_path
     assert predict_main([str(export), str(tmp_path / "missing.wav"), "--tags"]) == 2
 
 
+@pytest.mark.slow
+def test_predict_tags_of_a_folder_in_bfloat16_and_float32(msd_keras, tmp_path, capsys):
+    import csv
+
+    import soundfile as sf
+
+    from mgr_tf.core.cli import run_cli
+    from mgr_tf.models import BACKBONES
+    from mgr_tf.predict import main as predict_main
+    from mgr_tf.serving.tagger import export_tagger
+
+    keras_file = tmp_path / "msd.keras"
+    msd_keras.save(keras_file)
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for seed in range(3):
+        sf.write(folder / f"clip{seed}.wav", _music(7.0, seed=20 + seed, sr=22050), 22050)
+    rows = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / f"{precision}.csv"
+        assert predict_main([str(keras_file), str(folder), "--tags", "--precision", precision, "--out", str(out),
+                             "--quiet"]) == 0
+        with open(out, newline="") as handle:
+            rows[precision] = list(csv.DictReader(handle))
+        assert list(rows[precision][0])[:2] == ["input", "windows"] and list(rows[precision][0])[2:] == list(MSD_TAGS)
+    for a, b in zip(rows["float32"], rows["bfloat16"]):
+        np.testing.assert_allclose([float(b[t]) for t in MSD_TAGS], [float(a[t]) for t in MSD_TAGS], atol=0.02)
+    export = export_tagger(msd_keras, tmp_path / "tagger", BACKBONES["musicnn"].encoder.converter.tagger(),
+                           family="musicnn").parent
+    capsys.readouterr()
+    assert run_cli(predict_main, [str(export), str(folder), "--tags", "--precision", "bfloat16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs the converted .keras file" in err[0]
+
+
 def test_backbone_pools_the_published_encoders_embeddings(msd_keras, musicnn_wheel, tmp_path):
     """`--model musicnn` with the published weights, by name (converted once into the cache from the cached wheel)
     and from a .keras path: the pooled embedding is the mean of the converted encoder's per-patch embeddings."""

@@ -1,5 +1,5 @@
 """The package's structure as docs/architecture.md states it: the rule for imports inside functions, module sizes,
-and command lines that parse their flags (and print --help) without TensorFlow.
+command lines that parse their flags (and print --help) without TensorFlow, and without TensorFlow's C++ notices.
 
 The layers and the absence of import cycles are checked by `lint-imports` (the contracts in pyproject.toml),
 which `.ci/run` runs before the tests.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,21 @@ def test_help_of_every_command_needs_no_tensorflow():
     for command, result in results.items():
         assert result["code"] == 0 and f"python -m mgr_tf.{command}" in result["help"], (command, result)
         assert not result["tensorflow"], f"python -m mgr_tf.{command} --help imported TensorFlow"
+
+
+@pytest.mark.slow
+def test_a_command_prints_none_of_tensorflows_notices(genre_run, tiny_corpus):
+    """TensorFlow's start-up lines (absl's "All log messages before absl::InitializeLog()", the oneDNN and CUDA
+    "I0000 ..." lines, "failed call to cuInit") are hidden by default; the command's own output is all there is."""
+    from tests.conftest import export_dir
+
+    sample = sorted((tiny_corpus / "fma_genre_spectrograms" / "test").glob("*.npy*"))[0]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the user set nothing
+    proc = subprocess.run([sys.executable, "-m", "mgr_tf.predict", str(export_dir(genre_run)), str(sample)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert str(sample) in proc.stdout
+    notices = [line for line in proc.stderr.splitlines()
+               if "absl::InitializeLog" in line or "cuInit" in line or "oneDNN" in line or "cuda" in line
+               or line[:1] in "IWE" and line[1:5].isdigit()]
+    assert not notices, notices

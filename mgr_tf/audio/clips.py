@@ -6,13 +6,11 @@ bad files, so one file cannot stop a run.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from mgr_tf.audio.tracks import SHORT_TOLERANCE_SECONDS, IngestConfig, Problem, Track
+from mgr_tf.audio.tracks import IngestConfig, Problem, Track
 from mgr_tf.core.config import FeatureConfig
-from mgr_tf.features.spectral import load_audio
+from mgr_tf.features.decode import load_audio, shortest_seconds, silent, too_short
 
 
 def decode_track(track: Track, cfg: IngestConfig, fcfg: FeatureConfig):
@@ -55,23 +53,19 @@ def cut_clip(audio: np.ndarray, track: Track, cfg: IngestConfig, fcfg: FeatureCo
     length = int(round(fcfg.clip_seconds * sr))
     n = audio.shape[0]
     if n < length:
-        min_seconds = cfg.min_seconds
-        if min_seconds is None:
-            min_seconds = max(fcfg.clip_seconds - SHORT_TOLERANCE_SECONDS, fcfg.clip_seconds / 2)
-        min_len = int(round(min_seconds * sr))
+        short = too_short(n, sr, shortest_seconds(fcfg.clip_seconds, cfg.min_seconds),
+                          "use --clip pad or --min-seconds")
         if cfg.clip == "pad":
             clip = np.pad(audio, (0, length - n))
-        elif n >= min_len:
+        elif short is None:
             clip = audio
         else:
-            return None, Problem(track.source, "too short",
-                                 f"too short ({n / sr:.1f} s < {min_len / sr:g} s; use --clip pad or --min-seconds)")
+            return None, Problem(track.source, "too short", short)
     else:
         start = 0 if cfg.clip == "first" else (n - length) // 2
         clip = audio[start:start + length]
-    peak = float(np.max(np.abs(clip))) if clip.size else 0.0
-    if peak <= 10.0 ** (cfg.silence_db / 20.0):
-        level = f"{20 * math.log10(peak):.0f} dBFS" if peak > 0 else "all zeros"
-        return None, Problem(track.source, "silent", f"silent clip (peak {level} <= {cfg.silence_db:g} dBFS)")
+    quiet = silent(float(np.max(np.abs(clip))) if clip.size else 0.0, cfg.silence_db)
+    if quiet is not None:
+        return None, Problem(track.source, "silent", quiet)
     return np.ascontiguousarray(clip, np.float32), None
 

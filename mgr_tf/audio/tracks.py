@@ -19,9 +19,6 @@ FMA_SUBSETS = ("small", "medium", "large", "full")
 GENRE_VOCABULARIES = ("auto", "fma", "labels")
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg")
 ENCODERS = encoder_inputs()  # the stored feature types (musicnn)
-# Files this much shorter than the clip are kept at their length by default: FMA's 30 s previews
-# decode to 29.9..30.0 s (the published arrays have 1291..1293 frames).
-SHORT_TOLERANCE_SECONDS = 1.0
 # The key of a track's label in manifest records, per label kind (`mgr_tf.data.layout.LABEL_KINDS`);
 # the names are those of the manifests already written, so old roots resume.
 LABEL_KEYS: dict[str, str] = {"genre": "genre", "emotion": "emotions"}

@@ -21,9 +21,12 @@ BENCHMARKS: dict[str, str] = {
     "real": "mgr_tf.bench.real_bench",
     "encoder": "mgr_tf.bench.encoder_bench",
     "emotion": "mgr_tf.bench.emotion_bench",
+    "distribute": "mgr_tf.bench.distribute_bench",
+    "predict": "mgr_tf.bench.predict_bench",
 }
-# Long benchmarks that need data from outside the repository: run only when named with --only.
-ON_REQUEST = {"real", "encoder", "emotion"}
+# Long benchmarks that need data from outside the repository, or start worker processes: run only when named with
+# --only.
+ON_REQUEST = {"real", "encoder", "emotion", "distribute", "predict"}
 
 
 @dataclass

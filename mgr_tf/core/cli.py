@@ -8,12 +8,16 @@ functions. Errors the user can fix are raised as `UserError` (or `FileNotFoundEr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import importlib.abc
 import os
+import re
 import sys
+import threading
 import time
 import typing
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 
 class UserError(Exception):
@@ -21,20 +25,149 @@ class UserError(Exception):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse's parser, whose errors are one line (the problem, then "see --help") instead of the usage block."""
+    """argparse's parser, whose errors are one line (the problem, then "see --help") instead of the usage block.
+
+    Every command gets `--verbose`, which shows TensorFlow's C++ notices that `quiet_tensorflow` hides; it acts
+    while the flags are parsed, before any command imports TensorFlow.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--verbose", action=_ShowNotices,
+                          help="show TensorFlow's C++ start-up notices and log lines (hidden by default)")
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def quiet_tensorflow() -> None:
-    """Silences TensorFlow's C++ log (must run before TensorFlow is imported).
+class _ShowNotices(argparse.Action):
+    """`--verbose`: undoes `quiet_tensorflow` as soon as the flag is read."""
 
-    Level 3 also hides a harmless C++ error line that TF 2.21's tf.data prints on every epoch
-    ("NodeDef mentions attribute use_unbounded_threadpool"); real failures still raise in Python.
-    Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, True)
+        show_tensorflow_notices()
+
+
+# ----------------------------------------------------------------------------------------------
+# TensorFlow's C++ notices.
+
+LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+# What TensorFlow's C++ side prints while it loads, before any Python hook runs (absl's logging is not yet
+# initialised, so TF_CPP_MIN_LOG_LEVEL does not reach these): absl's notice, and INFO / WARNING lines in absl's
+# format, whose seconds count from the epoch ("I0000 00:00:1796158212.706544   30423 port.cc:153] oneDNN ...").
+# Error and fatal lines (E..., F...) and everything else pass.
+NOTICE_LINE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+                         rb"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.\-]+:\d+\] )")
+
+
+class _Quiet:
+    """What `quiet_tensorflow` changed, so that `show_tensorflow_notices` can undo it."""
+
+    set_log_level = False
+    finder: "_FilterTensorFlowImport | None" = None
+
+
+def quiet_tensorflow() -> None:
+    """Silences TensorFlow's C++ notices in this process (call it before TensorFlow is imported).
+
+    Two parts: TF_CPP_MIN_LOG_LEVEL=3 (unless the user set it) hides the log lines of C++ code that runs after
+    TensorFlow has loaded, including a harmless error line that TF 2.21's tf.data prints on every epoch
+    ("NodeDef mentions attribute use_unbounded_threadpool") and "failed call to cuInit" on machines without a
+    GPU; real failures still raise in Python. The lines printed while TensorFlow's libraries load (absl's
+    "All log messages before absl::InitializeLog()" notice, the oneDNN and CUDA-driver INFO lines) ignore that
+    variable: an import hook filters them out of stderr while `import tensorflow` runs (`filtered_stderr`),
+    passing every other line. `--verbose` (`show_tensorflow_notices`) or TF_CPP_MIN_LOG_LEVEL=0 shows everything.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return
+    if LOG_LEVEL_VARIABLE not in os.environ:
+        os.environ[LOG_LEVEL_VARIABLE] = "3"
+        _Quiet.set_log_level = True
+    if os.environ[LOG_LEVEL_VARIABLE] != "0" and _Quiet.finder is None:
+        _Quiet.finder = _FilterTensorFlowImport()
+        sys.meta_path.insert(0, _Quiet.finder)
+
+
+def show_tensorflow_notices() -> None:
+    """Undoes `quiet_tensorflow`: TensorFlow's own log level and nothing filtered."""
+    if _Quiet.set_log_level:
+        os.environ.pop(LOG_LEVEL_VARIABLE, None)
+        _Quiet.set_log_level = False
+    if _Quiet.finder is not None:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(_Quiet.finder)
+        _Quiet.finder = None
+
+
+@contextlib.contextmanager
+def filtered_stderr(drop: re.Pattern = NOTICE_LINE) -> Iterator[None]:
+    """Drops the lines matching `drop` from everything written to file descriptor 2 inside the block.
+
+    Works below Python (C and C++ code writing to stderr): fd 2 is pointed at a pipe whose lines a thread
+    copies to the real stderr as they come, so an error printed inside the block still shows at once.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def copy() -> None:
+        with os.fdopen(read_end, "rb") as lines:
+            for line in lines:
+                if not drop.match(line):
+                    os.write(saved, line)
+
+    thread = threading.Thread(target=copy, name="filtered_stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the thread reads to the end and stops
+        thread.join(timeout=10)
+        os.close(saved)
+
+
+class _FilterTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` as the other finders do, and runs its import inside `filtered_stderr`."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "tensorflow":
+            return None
+        spec = next((s for s in (f.find_spec(fullname, path, target) for f in sys.meta_path
+                                 if f is not self and hasattr(f, "find_spec")) if s is not None), None)
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _FilteredLoader(spec.loader)
+        return spec
+
+
+class _FilteredLoader(importlib.abc.Loader):
+    """Wraps a module's loader so that executing the module runs inside `filtered_stderr`."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        module.__loader__ = module.__spec__.loader = self.loader  # the module keeps its real loader
+        try:
+            with filtered_stderr():
+                self.loader.exec_module(module)
+        finally:
+            with contextlib.suppress(ValueError):  # imported once: the hook has done its work
+                sys.meta_path.remove(_Quiet.finder)
+
+    def __getattr__(self, name):
+        if name == "loader":
+            raise AttributeError(name)
+        return getattr(self.loader, name)
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:

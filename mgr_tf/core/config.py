@@ -24,6 +24,11 @@ FUSED_BANDS = 140
 FULL_FRAMES = 1293  # padding length used by published code on the full spectrograms
 BEAT_FRAMES = 129  # ... and on the beat-synchronous ones
 SPEARMAN_METHODS = ("pairwise", "permutahedron")
+# How `TrainConfig.distribute` spreads training over devices and machines (mgr_tf.training.distributed).
+DISTRIBUTE_MODES = ("none", "mirrored", "multiworker", "auto")
+# Compute precisions of a pretrained encoder (`mgr_tf.models.build.at_precision`): float32, or bfloat16 compute
+# with float32 weights and outputs (Keras's mixed_bfloat16 policy).
+PRECISIONS = ("float32", "bfloat16")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -232,6 +237,10 @@ class TrainConfig:
             except with --learned-weights, and gradient for every other model.
         head_c: the inverse L2 strength C of convex heads (scikit-learn's convention: C * sum of losses +
             1/2 ||W||^2); a target's fixed loss weight multiplies it.
+        distribute: none (one process), mirrored (every GPU of this host, tf.distribute.MirroredStrategy), multiworker
+            (the workers of TF_CONFIG, tf.distribute.MultiWorkerMirroredStrategy) or auto (multiworker when
+            TF_CONFIG names several tasks, else mirrored when there are several GPUs, else none); --batch-size is
+            the global batch, split evenly over the replicas (see docs/distributed.md).
     """
 
     epochs: int = 60
@@ -242,12 +251,15 @@ class TrainConfig:
     freeze_epochs: int = 4
     finetune_lr_factor: float = 0.1
     overfit_batch: bool = False
-    head: str = "auto"
+    head: str = dataclasses.field(default="auto", metadata={"choices": HEADS})
     head_c: float = 0.03
+    distribute: str = dataclasses.field(default="none", metadata={"choices": DISTRIBUTE_MODES})
 
     def __post_init__(self):
         _check(self.head in HEADS, f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         _check(_finite(self.head_c) and self.head_c > 0, f"head_c must be a positive number, got {self.head_c}")
+        _check(self.distribute in DISTRIBUTE_MODES,
+               f"distribute must be one of {', '.join(DISTRIBUTE_MODES)}, got {self.distribute!r}")
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         _check(_finite(self.learning_rate) and self.learning_rate > 0,
                f"learning rate must be a positive number, got {self.learning_rate}")

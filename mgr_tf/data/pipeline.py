@@ -10,6 +10,10 @@ come from `mgr_tf.data.prepare` (built once per root).
 Next to the records, `norm-<config>-....json` keeps the per-band mean/std of the train-minus-validation
 examples. The validation split (and the cross-validation folds) is decided in Python once from the
 index and applied in-graph with a lookup table; no per-example Python runs in the hot path.
+
+With `shard=(index, count)` (one input pipeline of a distributed run, `mgr_tf.training.distributed`) a pipeline
+reads only its contiguous `count`-th of the records of each TFDS split (`train[a:b]`), so each worker reads its
+own part of the files; its shuffle, patch crops and mixup draw from their own seeded streams.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from mgr_tf.data.splits import stratified_folds, stratified_subset
 SPLITS = ("train", "validation", "test")
 _ROLE_EXCLUDED, _ROLE_TRAIN, _ROLE_VAL, _ROLE_TEST = -1, 0, 1, 2
 _SPLIT_ROLE = {"train": _ROLE_TRAIN, "validation": _ROLE_VAL, "test": _ROLE_TEST}
+# Seed offset of shard i's random streams (shuffle, crops, mixup): i * this, so shard 0 is the unsharded pipeline.
+SHARD_SEED_STRIDE = 1_000_003
 
 
 @dataclass(frozen=True)
@@ -143,12 +149,13 @@ def split_roles(config: DataConfig | DataSpec) -> dict[str, int]:
     return dict(zip(ids.tolist(), roles.tolist()))
 
 
-def split_ids(config: DataConfig | DataSpec, split: str) -> list[str]:
+def split_ids(config: DataConfig | DataSpec, split: str, *, shard: tuple[int, int] | None = None) -> list[str]:
     """Track ids of a split in the order `make_dataset(config, split)` yields them (unshuffled).
 
     Args:
         config: the data config.
         split: "train", "validation" or "test".
+        shard: (index, count): only the ids in that shard's records (see the module docstring).
     """
     _check_split(split)
     spec = resolve(config)
@@ -156,10 +163,36 @@ def split_ids(config: DataConfig | DataSpec, split: str) -> list[str]:
     if split == "test" and not spec.config.cv_folds:
         columns = prepared.index["test"]
         target = _target_index(spec, columns)
-        return [t for t, c in zip(columns["track_id"], target) if c >= 0 or not _labelled(columns)]
-    roles = split_roles(spec)
-    want = _SPLIT_ROLE[split]
-    return [t for t in _pooled_columns(spec)["track_id"] if roles[t] == want]
+        ids = [t for t, c in zip(columns["track_id"], target) if c >= 0 or not _labelled(columns)]
+    else:
+        roles = split_roles(spec)
+        want = _SPLIT_ROLE[split]
+        ids = [t for t in _pooled_columns(spec)["track_id"] if roles[t] == want]
+    if shard is None:
+        return ids
+    mine = {t for source, (start, stop) in _sources(spec, split, shard)
+            for t in prepared.index[source]["track_id"][start:stop]}
+    return [t for t in ids if t in mine]
+
+
+def _sources(spec: DataSpec, split: str, shard: tuple[int, int] | None = None) -> list[tuple[str, tuple[int, int]]]:
+    """[(TFDS split, (first, end) record)] read for `split`, in order: all records, or a shard's even part."""
+    index = prepare(spec).index
+    if spec.config.cv_folds:  # the pooled examples of `_pooled_columns`, in the same order
+        names = ["train", "test"] if _labelled(index["test"]) else ["train"]
+    else:
+        names = ["test" if split == "test" else "train"]
+    out = []
+    for name in names:
+        n = len(index[name]["track_id"])
+        if shard is None:
+            out.append((name, (0, n)))
+        else:
+            i, count = shard
+            if not 0 <= i < count:
+                raise ValueError(f"shard index must be in [0, {count}), got {i}")
+            out.append((name, (n * i // count, n * (i + 1) // count)))
+    return out
 
 
 def _labelled(columns: dict) -> bool:
@@ -240,18 +273,17 @@ def dataset_info(config: DataConfig | DataSpec) -> DatasetInfo:
 
 
 
-def _records(spec: DataSpec, split: str, *, cropped: bool = True,
-             with_ids: bool = False) -> tf.data.Dataset:
+def _records(spec: DataSpec, split: str, *, cropped: bool = True, with_ids: bool = False,
+             shard: tuple[int, int] | None = None) -> tf.data.Dataset:
     """Unbatched `(features, targets)` of one split: filtered, label-mapped, feature-derived, cropped."""
     config = spec.config
     prepared = prepare(spec)
     task = spec.task
-    if config.cv_folds:  # the pooled examples of `_pooled_columns`, in the same order
-        ds = prepared.builder.as_dataset(split="train", shuffle_files=False)
-        if _labelled(prepared.index["test"]):
-            ds = ds.concatenate(prepared.builder.as_dataset(split="test", shuffle_files=False))
-    else:
-        ds = prepared.builder.as_dataset(split="test" if split == "test" else "train", shuffle_files=False)
+    ds = None
+    for source, (start, stop) in _sources(spec, split, shard):
+        part = prepared.builder.as_dataset(split=source if shard is None else f"{source}[{start}:{stop}]",
+                                           shuffle_files=False)
+        ds = part if ds is None else ds.concatenate(part)
     table_np = label_map(spec, prepared.vocabulary)[1]
     classes = None if table_np is None else tf.constant(table_np, tf.int32)
 
@@ -295,7 +327,7 @@ def bucket_boundaries(config: DataConfig | DataSpec) -> list[int]:
 
 
 def make_dataset(config: DataConfig | DataSpec, split: str, *, with_ids: bool = False,
-                 shuffle: bool | None = None) -> tf.data.Dataset:
+                 shuffle: bool | None = None, shard: tuple[int, int] | None = None) -> tf.data.Dataset:
     """Batched `({"spectrogram": (batch, time, bands)}, targets)` for one split.
 
     Targets: `{"genre": int32 class}` (genre task; -1 on an unlabelled test split), `{X: float32
@@ -310,6 +342,8 @@ def make_dataset(config: DataConfig | DataSpec, split: str, *, with_ids: bool = 
         with_ids: add the "track_id" string to the features dict.
         shuffle: shuffle (seeded by config.seed, reshuffled each epoch); default True for train
             only. Evaluation splits keep the order of `split_ids`.
+        shard: (index, count): read only that shard of the records, with its own random streams (one input
+            pipeline of a distributed run; see the module docstring).
 
     Raises:
         FileNotFoundError, ValueError: bad input, naming the file and line.
@@ -320,10 +354,11 @@ def make_dataset(config: DataConfig | DataSpec, split: str, *, with_ids: bool = 
     if shuffle is None:
         shuffle = split == "train"
     bands = spec.feature.bands(prepare(spec).feature_config)
-    count = len(split_ids(spec, split))
+    count = len(split_ids(spec, split, shard=shard))
+    seed = config.seed + (SHARD_SEED_STRIDE * shard[0] if shard else 0)
     length = spec.frames if not config.variable_length else None
     # The split filter hides the size from tf.data; stating it lets Keras size epochs and progress bars.
-    ds = _records(spec, split, with_ids=with_ids).apply(
+    ds = _records(spec, split, with_ids=with_ids, shard=shard).apply(
         tf.data.experimental.assert_cardinality(count))
     if length is not None:
         # Pad before the cache, so later epochs only shuffle and batch fixed-size examples.
@@ -334,12 +369,11 @@ def make_dataset(config: DataConfig | DataSpec, split: str, *, with_ids: bool = 
             targets), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.cache()
     if shuffle:
-        ds = ds.shuffle(max(1, min(config.shuffle_buffer, count)), seed=config.seed,
-                        reshuffle_each_iteration=True)
+        ds = ds.shuffle(max(1, min(config.shuffle_buffer, count)), seed=seed, reshuffle_each_iteration=True)
     padded = ({"spectrogram": [length, bands]} | ({"track_id": []} if with_ids else {}),
               spec.task.target_shapes())
     if spec.patch and split == "train":
-        ds = _random_patches(ds, spec)
+        ds = _random_patches(ds, spec, seed)
         length = spec.patch
     if config.variable_length and split == "train" and not spec.patch:
         boundaries = bucket_boundaries(spec)
@@ -353,11 +387,11 @@ def make_dataset(config: DataConfig | DataSpec, split: str, *, with_ids: bool = 
     else:
         ds = ds.padded_batch(config.batch_size, padded_shapes=padded)
     if config.mixup and split == "train":
-        ds = _mixup(ds, config)
+        ds = _mixup(ds, config, seed)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _mixup(ds: tf.data.Dataset, config: DataConfig) -> tf.data.Dataset:
+def _mixup(ds: tf.data.Dataset, config: DataConfig, seed: int) -> tf.data.Dataset:
     """Mixup on batches: `(features, targets)` -> `(features, targets, sample_weight)` of twice the batch.
 
     Each batch x is mixed with a seeded shuffle of itself, x' = lam x + (1 - lam) x[perm], lam ~ Beta(a, a);
@@ -365,7 +399,7 @@ def _mixup(ds: tf.data.Dataset, config: DataConfig) -> tf.data.Dataset:
     so the weighted loss is mixup's lam L(y) + (1 - lam) L(y[perm]) for class indices and regressions alike.
     """
     alpha = float(config.mixup)
-    seeds = tf.data.Dataset.random(seed=config.seed + 1, rerandomize_each_iteration=True).batch(2)
+    seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
 
     def mix(pair, seed):
         features, targets = pair
@@ -386,7 +420,7 @@ def _mixup(ds: tf.data.Dataset, config: DataConfig) -> tf.data.Dataset:
     return tf.data.Dataset.zip((ds, seeds)).map(mix, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _random_patches(ds: tf.data.Dataset, spec: DataSpec) -> tf.data.Dataset:
+def _random_patches(ds: tf.data.Dataset, spec: DataSpec, seed: int) -> tf.data.Dataset:
     """A random `patch_frames` crop of each example, drawn afresh each epoch (seeded, reproducible).
 
     The crop starts anywhere in the clip's real (non-padding) frames; a clip shorter than a patch is
@@ -394,7 +428,7 @@ def _random_patches(ds: tf.data.Dataset, spec: DataSpec) -> tf.data.Dataset:
     the same seed gives the same crops.
     """
     patch = spec.patch
-    randoms = tf.data.Dataset.random(seed=spec.config.seed, rerandomize_each_iteration=True)
+    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
 
     def crop(pair, r):
         features, targets = pair

@@ -20,8 +20,6 @@ Beat synchronisation (``beat_sync``) runs in NumPy/librosa at dataset-conversion
 from __future__ import annotations
 
 import functools
-import warnings
-from pathlib import Path
 
 import keras
 import librosa
@@ -29,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from mgr_tf.core.config import FeatureConfig
+from mgr_tf.features.decode import load_audio  # noqa: F401  (its home before decode; old imports keep working)
 from mgr_tf.features.types import get_feature_type
 
 _AMIN = 1e-10
@@ -314,39 +313,3 @@ def beat_sync(features: np.ndarray, onset=None, cfg: FeatureConfig = FeatureConf
         else:
             env = onset_envelope(log_mel(onset, cfg).numpy(), cfg)
     return sync_to_beats(features, beat_frames(env, cfg))
-
-
-# ----------------------------------------------------------------------------------------------
-# Audio files.
-
-
-def load_audio(path: str | Path, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
-    """Reads an audio file as mono float32 at ``cfg.sample_rate``.
-
-    Args:
-        path: audio file (anything soundfile or librosa's fallback reader can decode).
-        cfg: feature settings (sample rate).
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is empty, cannot be decoded or holds no samples.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such audio file")
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not an audio file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: empty file")
-    try:
-        with warnings.catch_warnings():
-            # librosa warns before falling back to audioread; the error below is what users need.
-            warnings.simplefilter("ignore")
-            audio, _ = librosa.load(path, sr=cfg.sample_rate, mono=True, dtype=np.float32)
-    except Exception as exc:  # soundfile/audioread raise many unrelated types for corrupt data
-        raise ValueError(f"{path}: cannot decode audio ({type(exc).__name__}: {exc})") from None
-    if audio.size == 0:
-        raise ValueError(f"{path}: audio file holds no samples")
-    if not np.all(np.isfinite(audio)):
-        raise ValueError(f"{path}: audio holds non-finite samples")
-    return audio

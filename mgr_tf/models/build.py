@@ -12,7 +12,7 @@ from pathlib import Path
 
 import keras
 
-from mgr_tf.core.config import ModelConfig
+from mgr_tf.core.config import PRECISIONS, ModelConfig
 from mgr_tf.models.layers import RandomGain, SpecAugment, SpectrogramNormalization, SplitWindows, WindowMean
 from mgr_tf.models.registry import get_backbone, resolved
 
@@ -145,6 +145,42 @@ def load_keras_model(path: str | Path) -> keras.Model:
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:  # corrupt or foreign files raise many types
         raise ValueError(f"{path}: cannot load the model ({type(exc).__name__}: {exc})") from None
+
+
+# Keras dtype policy of each precision in PRECISIONS.
+_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
+def at_precision(model: keras.Model, precision: str) -> keras.Model:
+    """A functional model computing in `precision`, with the same weights, inputs, outputs and name.
+
+    float32 returns `model` itself (bit for bit what it was). bfloat16 rebuilds every layer under Keras's
+    ``mixed_bfloat16`` policy (bfloat16 compute, float32 variables) except the layers that produce the model's
+    outputs, which stay float32, so callers get float32 tensors either way.
+
+    Args:
+        model: a functional Keras model.
+        precision: one of `PRECISIONS`.
+
+    Raises:
+        ValueError: an unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "float32":
+        return model
+    output_layers = {id(tensor._keras_history.operation) for tensor in model.outputs}
+
+    def rebuilt(layer):
+        config = layer.get_config()
+        if id(layer) not in output_layers:
+            config["dtype"] = _POLICIES[precision]
+        return layer.__class__.from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=rebuilt)
+    clone.set_weights(model.get_weights())
+    clone.trainable = model.trainable
+    return keras.Model(clone.input, clone.output, name=model.name)
 
 
 def class_names_of(model: keras.Model) -> list[str] | None:

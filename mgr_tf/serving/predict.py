@@ -1,15 +1,18 @@
-"""Predictions from an exported model (`python -m mgr_tf.predict MODEL_DIR INPUT... [--json] [--top-k K]`).
+"""Predictions from an exported model (`python -m mgr_tf.predict MODEL_DIR INPUT...`).
 
 INPUT is a spectrogram (`.npy` / `.npy.gz`, stored (bands, time) or (time, bands); a 140-band fused array
 also feeds a mel- or chroma-only model) or an audio file (wav, mp3, ogg, flac, ...). Audio longer than one
 clip is cut into clip-length windows whose predictions are averaged; `--json` lists each window too.
 Models exported with the `serving_waveform` signature compute features in the graph; the others
 (beat-synchronous models) get features computed in Python with the same `FeatureConfig`.
+
+A `Predictor` is the model side of `mgr_tf.serving.batch.predict_inputs` (many files, windows batched across
+them); `predict_file` is that path for one file. Recordings shorter than ingest keeps (the clip less 1 s, by
+default) or silent ones are refused, as `python -m mgr_tf.ingest` refuses them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -18,15 +21,20 @@ import tensorflow as tf
 
 from mgr_tf.core.cli import UserError
 from mgr_tf.core.config import FUSED_BANDS, FeatureConfig, from_dict
+from mgr_tf.core.parallel import default_workers
+from mgr_tf.data.inputs import SPECTROGRAM_SUFFIXES, Piece, Reading, is_spectrogram
 from mgr_tf.data.readers import load_spectrogram
 from mgr_tf.features.clips import clip_features
-from mgr_tf.features.spectral import load_audio
+from mgr_tf.features.decode import SILENCE_DB, shortest_seconds
 from mgr_tf.models import get_feature_type
+from mgr_tf.serving.batch import FileResult, predict_inputs
 from mgr_tf.serving.export import read_export_config, resolve_model_dir
 from mgr_tf.tasks import task_of_outputs
 
-SPECTROGRAM_SUFFIXES = (".npy", ".npy.gz")
+__all__ = ["SPECTROGRAM_SUFFIXES", "Predictor", "format_result", "summarise_predictions"]
+
 MIN_TAIL_SECONDS = 10.0  # a last partial window shorter than this is dropped (unless it is the only one)
+BATCH_SIZE = 16  # windows per model call
 
 
 class Predictor:
@@ -34,9 +42,14 @@ class Predictor:
 
     Args:
         model_dir: an export's version folder or its model folder (the highest version is used).
+        min_seconds: recordings shorter than this are refused; None = ingest's default (the clip length less
+            1 s, at most half the clip).
+        silence_db: recordings whose peak is at or below this level (dBFS) are refused.
+        batch_size: windows per model call.
     """
 
-    def __init__(self, model_dir: str | Path):
+    def __init__(self, model_dir: str | Path, *, min_seconds: float | None = None, silence_db: float = SILENCE_DB,
+                 batch_size: int = BATCH_SIZE):
         self.model_dir = resolve_model_dir(model_dir)
         self.config = read_export_config(self.model_dir)
         try:
@@ -44,6 +57,8 @@ class Predictor:
         except Exception as exc:  # a corrupt SavedModel raises several error types
             raise UserError(f"{self.model_dir}: cannot load the SavedModel ({type(exc).__name__}: {exc})") from None
         self.task = self.config["task"]
+        self.task_obj = task_of_outputs(self.task, self.config.get("targets"))
+        self.classification = self.task_obj.classification
         self.class_names = list(self.config.get("class_names", []))
         self.num_bands = int(self.config["num_bands"])
         self.features = self.config["data"]["features"]
@@ -54,11 +69,23 @@ class Predictor:
         self.spectrogram_fn = self.loaded.signatures["serving_default"]
         signatures = self.loaded.signatures
         self.waveform_fn = signatures["serving_waveform"] if "serving_waveform" in signatures else None
+        clip = self.feature_config.clip_seconds
+        self.batch_size = batch_size
+        self.prefetch = max(8, batch_size)  # windows decoded ahead of the model
+        # Decoding is about half of a file's time beside a CNN: one decoding process per core pays even on two.
+        self.workers = default_workers()
+        self.reading = Reading(self.sample_rate if self.waveform_fn is not None else self.feature_config.sample_rate,
+                               window_seconds=clip, min_tail_seconds=MIN_TAIL_SECONDS,
+                               min_seconds=shortest_seconds(clip, min_seconds), silence_db=silence_db,
+                               short_hint="use --min-seconds")
 
     # ------------------------------------------------------------------ inputs
     def spectrogram_from_file(self, path: Path) -> np.ndarray:
         """A (time, bands) array for this model from a `.npy`/`.npy.gz` file in either orientation."""
-        array = load_spectrogram(path, num_bands=None)
+        return self.spectrogram_from_array(load_spectrogram(path, num_bands=None), path)
+
+    def spectrogram_from_array(self, array: np.ndarray, path: str | Path) -> np.ndarray:
+        """A (time, bands) array for this model from a stored spectrogram in either orientation (`path` names it)."""
         wanted = (self.num_bands, FUSED_BANDS)
         if array.shape[0] in wanted:
             array = array.T
@@ -72,58 +99,63 @@ class Predictor:
             array = np.asarray(get_feature_type(self.features).derive(array, self.feature_config))
         return np.ascontiguousarray(array, dtype=np.float32)
 
-    def windows_from_audio(self, path: Path) -> list[np.ndarray]:
-        """Clip-length windows of a mono waveform at the model's sample rate."""
-        rate = self.sample_rate if self.waveform_fn is not None else self.feature_config.sample_rate
-        audio = load_audio(path, dataclasses.replace(self.feature_config, sample_rate=rate))
-        clip = int(self.feature_config.clip_seconds * rate)
-        full = len(audio) // clip
-        windows = [audio[i * clip:(i + 1) * clip] for i in range(full)]
-        tail = audio[full * clip:]
-        if len(tail) and (not windows or len(tail) >= MIN_TAIL_SECONDS * rate):
-            windows.append(tail)
-        return windows
-
-    # ------------------------------------------------------------------ predictions
-    def _run(self, fn, tensor) -> dict[str, np.ndarray]:
-        outputs = fn(tf.constant(tensor[None]))
-        return {k: v.numpy()[0] for k, v in outputs.items()}
-
     def _features_in_python(self, window: np.ndarray) -> np.ndarray:
         # The dataset converter's own function, so the model sees the arrays it was trained on.
         full, beat = clip_features(window, self.feature_config, beat=self.beat)
         return np.asarray(get_feature_type(self.features).derive(beat if self.beat else full, self.feature_config),
                           np.float32)
 
+    # ------------------------------------------------------------------ the batch engine's side
+    def examples(self, piece: Piece, path: str) -> tuple[str, np.ndarray]:
+        """(signature, (1, ...) model input) of one window or spectrogram of the file `path`."""
+        if piece.spectrogram:
+            return "serving_default", self.spectrogram_from_array(piece.data, path)[None]
+        if self.waveform_fn is not None:
+            return "serving_waveform", np.asarray(piece.data, np.float32)[None]
+        return "serving_default", self._features_in_python(piece.data)[None]
+
+    def run(self, signature: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The signature's outputs for a batch of examples."""
+        outputs = self.loaded.signatures[signature](tf.constant(batch))
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    def combine(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A window's outputs from those of its one example."""
+        return {name: value[0] for name, value in outputs.items()}
+
+    def score_columns(self) -> list[str]:
+        """The score columns of a row (`mgr_tf.serving.rows`): genre and each class, or each emotion."""
+        return ["genre", *self.class_names] if self.classification else list(self.task_obj.outputs)
+
+    def scores(self, outputs: list[dict]) -> dict:
+        """The scores of windows' outputs (averaged), keyed by `score_columns`."""
+        summary = self._summarise(outputs)
+        if self.classification:
+            return {"genre": summary["genre"], **{name: summary["probabilities"][name] for name in self.class_names}}
+        return {name: summary[name] for name in self.score_columns()}
+
+    # ------------------------------------------------------------------ predictions
     def predict_file(self, path: str | Path) -> dict:
-        """Predictions for one file: averaged values plus, for audio, the per-window values."""
-        path = Path(path)
-        if not path.exists():
-            raise UserError(f"{path}: input file not found")
-        if path.stat().st_size == 0:
-            raise UserError(f"{path}: empty file")
-        if path.name.endswith(SPECTROGRAM_SUFFIXES):
-            try:
-                outputs = [self._run(self.spectrogram_fn, self.spectrogram_from_file(path))]
-            except ValueError as exc:
-                raise UserError(str(exc)) from None
-        else:
-            try:
-                windows = self.windows_from_audio(path)
-            except ValueError as exc:
-                raise UserError(str(exc)) from None
-            if self.waveform_fn is not None:
-                outputs = [self._run(self.waveform_fn, w.astype(np.float32)) for w in windows]
-            else:
-                outputs = [self._run(self.spectrogram_fn, self._features_in_python(w)) for w in windows]
-        result = {"input": str(path), **self._summarise(outputs)}
-        if len(outputs) > 1 or not path.name.endswith(SPECTROGRAM_SUFFIXES):
-            result["windows"] = [self._summarise([o]) for o in outputs]
-        return result
+        """Predictions for one file: averaged values plus, for audio, the per-window values.
+
+        Raises:
+            UserError: the file is missing, empty, undecodable, too short, silent or does not fit the model.
+        """
+        [result] = predict_inputs(self, [str(path)], workers=1)
+        if result.problem is not None:
+            raise UserError(result.problem)
+        return self.result_of(result)
+
+    def result_of(self, result: FileResult) -> dict:
+        """What `predict --json` prints for a file: its averaged values and, for audio, each window's."""
+        outputs = result.outputs
+        summary = {"input": result.input, **self._summarise(outputs)}
+        if len(outputs) > 1 or not is_spectrogram(result.input):
+            summary["windows"] = [self._summarise([o]) for o in outputs]
+        return summary
 
     def _summarise(self, outputs: list[dict]) -> dict:
-        task = task_of_outputs(self.task, self.config.get("targets"))
-        return summarise_predictions(task.classification, outputs, self.class_names)
+        return summarise_predictions(self.classification, outputs, self.class_names)
 
 
 def summarise_predictions(classification: bool, outputs: Sequence[Mapping], class_names: Sequence[str]) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mgr_tf.core.cli import ArgumentParser, UserError, add_dataclass_args, dataclass_from_args
-from mgr_tf.core.config import HEADS, DataConfig, ModelConfig, RegressionConfig, TrainConfig
+from mgr_tf.core.config import DataConfig, ModelConfig, RegressionConfig, TrainConfig
 from mgr_tf.core.paths import DEFAULT_EXPORT_ROOT
 from mgr_tf.core.published import EMOTIONS, PUBLISHED_WEIGHTS
 from mgr_tf.data.spec import resolve
@@ -51,7 +51,7 @@ def build_parser(prog: str = "python -m mgr_tf.train") -> argparse.ArgumentParse
                     + "; ".join(f"{k}: {f.description}" for k, f in FEATURE_TYPES.items())},
         choices={"features": FEATURE_TYPES})
     train_group = parser.add_argument_group("training")
-    add_dataclass_args(train_group, TrainConfig, skip=("learning_rate",), choices={"head": HEADS})
+    add_dataclass_args(train_group, TrainConfig, skip=("learning_rate",))
     train_group.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float,
                              default=TrainConfig.learning_rate, help=f"Adam learning rate (default: {TrainConfig.learning_rate})")
     regression_group = parser.add_argument_group("regression targets (emotion and multitask tasks)")

@@ -16,6 +16,7 @@ from mgr_tf.core.config import DataConfig, ModelConfig, RegressionConfig, TrainC
 from mgr_tf.core.paths import DEFAULT_EXPORT_ROOT
 from mgr_tf.data.spec import DataSpec, resolve
 from mgr_tf.models import get_backbone, resolved
+from mgr_tf.training import cluster
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,13 @@ def check(plan: Plan) -> Plan:
     elif data.mixup and regression.learned_weights:
         problem = ("--mixup does not combine with --learned-weights (the learned weighting ignores the sample "
                    "weights that carry the mixing weight)")
+    elif train.distribute in ("mirrored", "multiworker") and train.overfit_batch:
+        problem = f"--overfit-batch trains in one process: it does not combine with --distribute {train.distribute}"
+    elif train.distribute in ("mirrored", "multiworker") and backbone.encoder is not None and not train.init_from:
+        problem = (f"--distribute {train.distribute} does not train --model {model.family}: its heads train on frozen "
+                   "encoder features, in one process (see docs/distributed.md)")
     else:
-        problem = backbone.check_data(data.features, data.patch_frames)
+        problem = backbone.check_data(data.features, data.patch_frames) or cluster.problem(train.distribute)
     if problem:
         raise UserError(problem)
     return dataclasses.replace(plan, model=model)

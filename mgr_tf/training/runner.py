@@ -30,6 +30,7 @@ from mgr_tf.data import dataset_info, make_dataset, split_ids
 from mgr_tf.data.spec import DataSpec
 from mgr_tf.models.build import build_model, load_keras_model, transfer_model
 from mgr_tf.serving.export import export_run
+from mgr_tf.training import distributed
 from mgr_tf.training import report as R
 from mgr_tf.training.baseline import baseline_plan, is_baseline
 from mgr_tf.training.fit import compile_for, fit_phases, read_history
@@ -55,9 +56,12 @@ def run(plan: Plan) -> dict:
     Returns:
         The report dict (also written to report.json / report.md).
     """
-    plan = check(plan)
+    # Distributed: the strategy comes first; a worker other than the chief runs in a scratch folder (discarded).
+    plan = distributed.for_this_task(check(plan))
     trained = fit_and_evaluate(plan)
-    return finish(plan, trained.report)
+    report = finish(plan, trained.report)
+    distributed.discard_scratch(plan)
+    return report
 
 
 def fit_and_evaluate(plan: Plan) -> Trained:
@@ -83,7 +87,8 @@ def fit_and_evaluate(plan: Plan) -> Trained:
                       callbacks=[keras.callbacks.CSVLogger(str(plan.run_dir / "history_main.csv"))])
         eval_ds, eval_split, reason = one_batch, "train", "--overfit-batch: the single training batch itself"
     else:
-        head_fit = fit_phases(model, spec, plan.model, plan.train, plan.regression, plan.run_dir, train_ds, val_ds)
+        fit = fit_phases if plan.train.distribute == "none" else distributed.fit_phases
+        head_fit = fit(model, spec, plan.model, plan.train, plan.regression, plan.run_dir, train_ds, val_ds)
         eval_split, reason = eval_split_of(info)
         eval_ds = val_ds if eval_split == "validation" else make_dataset(spec, eval_split)
     report = evaluate_run(plan, model, info, config, eval_ds=eval_ds, eval_split=eval_split, reason=reason,

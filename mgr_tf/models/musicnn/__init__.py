@@ -17,10 +17,10 @@ This module is the family's card, read without TensorFlow: its options, the enco
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mgr_tf.core.config import FeatureConfig
+from mgr_tf.core.config import PRECISIONS, FeatureConfig
 from mgr_tf.features.types import FeatureType
 from mgr_tf.models.musicnn.presets import (
     ARCHITECTURES,
@@ -50,15 +50,21 @@ class MusicnnOptions:
             with random weights (training from scratch).
         musicnn_fine_tune_epochs: after the heads are fitted on frozen embeddings, epochs of end-to-end
             fine-tuning at the learning rate times --finetune-lr-factor (0 = the encoder stays frozen).
+        musicnn_precision: the encoder's compute precision: float32 (bit-exact with the published graph) or
+            bfloat16 (Keras mixed_bfloat16: float32 weights and embeddings, bfloat16 arithmetic; for CPUs with
+            fast bfloat16, see docs/results.md).
     """
 
     musicnn_encoder: str = "MSD_musicnn"
     musicnn_pretrained: bool = True
     musicnn_fine_tune_epochs: int = 0
+    musicnn_precision: str = field(default="float32", metadata={"choices": PRECISIONS})
 
     def __post_init__(self):
         if self.musicnn_fine_tune_epochs < 0:
             raise ValueError(f"musicnn_fine_tune_epochs must be >= 0, got {self.musicnn_fine_tune_epochs}")
+        if self.musicnn_precision not in PRECISIONS:
+            raise ValueError(f"musicnn_precision must be one of {', '.join(PRECISIONS)}, got {self.musicnn_precision!r}")
 
 
 def _from_audio(waveform, cfg: FeatureConfig):

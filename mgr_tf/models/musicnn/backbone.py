@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import keras
 
+from mgr_tf.models.build import at_precision
 from mgr_tf.models.layers import SplitWindows, WindowMean
 from mgr_tf.models.musicnn.architecture import build_musicnn
 from mgr_tf.models.musicnn.convert import encoder_file
@@ -31,7 +32,7 @@ from mgr_tf.models.musicnn.presets import (
 
 
 def encoder(config) -> keras.Model:
-    """The patch -> embedding encoder of `config` (frozen), named `ENCODER_LAYER`."""
+    """The patch -> embedding encoder of `config` (frozen, at `config.musicnn_precision`), named `ENCODER_LAYER`."""
     name = config.musicnn_encoder
     if config.musicnn_pretrained:
         tagger = keras.saving.load_model(encoder_file(name), compile=False)
@@ -41,6 +42,7 @@ def encoder(config) -> keras.Model:
         raise ValueError(f"--no-musicnn-pretrained builds one of {', '.join(PRETRAINED)} from scratch, "
                          f"not {name!r}")
     model = keras.Model(tagger.input, tagger.get_layer(EMBEDDING_OUTPUT).output, name=ENCODER_LAYER)
+    model = at_precision(model, config.musicnn_precision)
     model.trainable = False
     return model
 
