@@ -27,6 +27,7 @@ from mgr_tf.core.paths import cache_home
 from mgr_tf.data import make_dataset, split_ids
 from mgr_tf.data.prepare import prepare
 from mgr_tf.data.spec import DataSpec, resolve
+from mgr_tf.training import convex
 
 EMBEDDING_NORM = "embedding_norm"
 # Clips per call of the frozen part: a 30 s clip is ten musicnn patches whose front-end activations take
@@ -140,8 +141,6 @@ def fit_convex_heads(model: keras.Model, frozen_layer: str, task, features: Feat
     Raises:
         ValueError: the heads are not that (a family whose rest trains layers of its own).
     """
-    from mgr_tf.training import convex  # scipy on demand
-
     _, rest = split_at(model, frozen_layer)
     inner = {layer.name for layer in rest.layers if layer.trainable_weights} - set(task.outputs)
     if inner:
