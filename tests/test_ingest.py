@@ -391,3 +391,28 @@ def test_own_genre_names_go_from_audio_to_served_predictions(tmp_path, capsys):
     assert predict_main([str(export), str(audio / files[0]), "--json", "--top-k", "4"]) == 0
     [result] = json.loads(capsys.readouterr().out)["results"]
     assert result["genre"] in genres and set(result["probabilities"]) == set(genres)
+
+
+def test_a_root_with_every_clip_in_train_trains_and_cross_validates(tmp_path):
+    """A CSV whose split column says train everywhere: ingest writes no test/ folder; train scores the validation
+    split, cv folds the train split."""
+    from mgr_tf.cv import main as cv_main
+    from mgr_tf.train import main as train_main
+
+    genres = ("blues", "country", "disco")
+    audio = tmp_path / "audio"
+    files = [f"{g}/{g}.{j:05d}.wav" for g in genres for j in range(4)]
+    _noise_tones(audio, files)
+    (audio / "labels.csv").write_text("path,genre,split\n" + "".join(f"{f},{f.split('/')[0]},train\n" for f in files))
+    root = tmp_path / "root"
+    assert main([str(audio), str(audio / "labels.csv"), "--out", str(root), "--clip-seconds", "2", "--workers", "1",
+                 "--quiet", "--no-encoder"]) == 0
+    assert not (root / "fma_genre_spectrograms" / "test").exists()
+    run = tmp_path / "run"
+    assert train_main(["--data-dir", str(root), "--model", "summary", "--out", str(run), "--export", "none"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["eval_split"] == "validation" and report["counts"]["test"] == 0
+    out = tmp_path / "cv"
+    assert cv_main([str(root), "--folds", "2", "--model", "summary", "--out", str(out), "--no-baseline"]) == 0
+    result = json.loads((out / "cv_report.json").read_text())
+    assert result["examples"] == len(files)

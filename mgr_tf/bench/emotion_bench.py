@@ -166,7 +166,7 @@ def tuned_rows(root: Path, quick: bool, folds: int) -> dict:
     `TUNE_TRIALS` trials on that fold's training and validation clips (the fast path: embed once, tune the
     heads), then the best weights trained and scored on the fold's held-out clips."""
     base = cache_home() / "bench" / f"emotify_emotion{'_quick' if quick else ''}" / "musicnn_tuned"
-    study = parse_study({"name": "emotify_gems", "model": "musicnn", "features": "musicnn", "oracle": "random",
+    study = parse_study({"name": "emotify_gems", "model": "musicnn", "features": "musicnn", "beat": False, "oracle": "random",
                          "max_trials": 2 if quick else TUNE_TRIALS, "epochs": 2 if quick else 60,
                          "batch_size": 8, "references": False,
                          "train_overrides": {"head": "gradient", "spearman_weight": 0.0},

@@ -281,9 +281,13 @@ def _records(spec: DataSpec, split: str, *, cropped: bool = True, with_ids: bool
     task = spec.task
     ds = None
     for source, (start, stop) in _sources(spec, split, shard):
+        if source not in prepared.builder.info.splits:  # an empty split (every clip in train)
+            continue
         part = prepared.builder.as_dataset(split=source if shard is None else f"{source}[{start}:{stop}]",
                                            shuffle_files=False)
         ds = part if ds is None else ds.concatenate(part)
+    if ds is None:
+        ds = prepared.builder.as_dataset(split="train", shuffle_files=False).take(0)
     table_np = label_map(spec, prepared.vocabulary)[1]
     classes = None if table_np is None else tf.constant(table_np, tf.int32)
 

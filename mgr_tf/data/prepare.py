@@ -159,7 +159,8 @@ def prepare(config: DataConfig | DataSpec) -> _Prepared:
             download_config=tfds.download.DownloadConfig(manual_dir=str(root)))
         skipped = [str(s) for s in builder.skipped]
         summary = {"root": str(root), "config": name, "skipped": skipped,
-                   "counts": {s: int(builder.info.splits[s].num_examples) for s in mgr_io.SPLITS}}
+                   "counts": {s: int(builder.info.splits[s].num_examples) if s in builder.info.splits else 0
+                              for s in mgr_io.SPLITS}}
         write_json(summary_path, summary)
         counts = ", ".join(f"{s} {n}" for s, n in summary["counts"].items())
         print(f"mgr_tf: prepared {name}: {counts} examples; {len(skipped)} bad example(s) skipped",
@@ -191,6 +192,9 @@ def _read_index(builder, path: Path) -> dict:
         return json.loads(path.read_text())
     index = {}
     for split in mgr_io.SPLITS:
+        if split not in builder.info.splits:  # an empty split (every clip in train)
+            index[split] = {key: [] for key in index["train"]}
+            continue
         arrays = [k for k, f in builder.info.features.items() if len(f.shape) == 2]  # (time, bands) arrays
         ds = builder.as_dataset(split=split, shuffle_files=False,
                                 decoders={k: tfds.decode.SkipDecoding() for k in arrays})

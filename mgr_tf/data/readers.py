@@ -414,7 +414,7 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
 
     A split without a label file is unlabelled (the multitask test labels were withheld in the
     original release): its examples are the sample files found in the split folder. The train
-    split must be labelled.
+    split must be labelled. A test split with neither folder nor label file is empty (every clip in train).
 
     Args:
         root: dataset root.
@@ -433,6 +433,10 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
     split_dir = sub / split
     labels = sub / labels_name(split)
     if not split_dir.is_dir():
+        if split == "test" and not labels.is_file() and (sub / "train").is_dir():
+            # Every clip in train (e.g. an ingested CSV whose split column says train everywhere): no test split;
+            # training scores the validation split, cross-validation folds the train split.
+            return SplitListing((), False, ())
         raise FileNotFoundError(f"{split_dir}: missing split folder '{split}/' of {sub_dataset} "
                                 f"(expected {split}/<id>{SAMPLE_SUFFIX} files)")
     genre = is_genre_sub_dataset(sub_dataset)

@@ -136,7 +136,8 @@ class Backbone:
     def data_defaults(self) -> dict:
         """DataConfig fields the training flags default to with this family (flags still win)."""
         if self.encoder is None:
-            return {}
+            # Statistics of random crops are not the clip's: a family with fixed features reads whole clips.
+            return {"patch_frames": 0} if self.fixed_output else {}
         # The encoder cuts whole clips into its own patches.
         return {"features": self.encoder.feature_type.name, "patch_frames": 0, "batch_size": self.encoder.batch_size}
 

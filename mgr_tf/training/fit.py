@@ -87,7 +87,7 @@ def fit_phases(model, spec: DataSpec, model_config: ModelConfig, train: TrainCon
     """Fits `model` in its phases, with the run's callbacks (see the module docstring); returns what was solved
     in closed form (convex heads: the report's "head_fit"), else None."""
     backbone = get_backbone(model_config.family)
-    if backbone.frozen_layer is not None and not train.init_from:
+    if backbone.frozen_layer is not None and not train.init_from and splits_at(model, backbone.frozen_layer):
         return _fit_on_frozen_features(model, backbone, spec, model_config, train, regression, run_dir, train_ds,
                                        val_ds)
     phases = [("main", train.epochs, train.learning_rate)]
@@ -111,6 +111,16 @@ def fit_phase(model, task: Task, train: TrainConfig, regression: RegressionConfi
     print(f"[train] phase {phase}: up to {epochs} epochs, learning rate {lr:g}", flush=True)
     fit_model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=phase_callbacks, verbose=verbose,
                   shuffle=False)  # the pipeline shuffles, seeded
+
+
+def splits_at(model, layer: str) -> bool:
+    """Whether everything after `layer` depends on its output alone (not so when the model cuts the input into
+    windows before it and pools them after: then the heads are trained with the rest, end to end)."""
+    try:
+        split_at(model, layer)
+    except ValueError:
+        return False
+    return True
 
 
 def convex_heads(backbone, train: TrainConfig, regression: RegressionConfig) -> bool:

@@ -28,12 +28,14 @@ from mgr_tf.core.config import to_dict
 from mgr_tf.core.io import write_json, write_text
 from mgr_tf.data import dataset_info, make_dataset, split_ids
 from mgr_tf.data.spec import DataSpec
+from mgr_tf.models import get_backbone
 from mgr_tf.models.build import build_model, load_keras_model, transfer_model
 from mgr_tf.serving.export import export_run
 from mgr_tf.training import distributed
 from mgr_tf.training import report as R
 from mgr_tf.training.baseline import baseline_plan, is_baseline
-from mgr_tf.training.fit import compile_for, fit_phases, read_history
+from mgr_tf.training.fit import compile_for, fit_phases, read_history, splits_at
+from mgr_tf.training.frozen import CHUNK, features_of, split_at
 from mgr_tf.training.plan import Plan, check, default_run_name
 
 PHASES = ("frozen", "finetune", "main")
@@ -132,7 +134,16 @@ def evaluate_run(plan: Plan, model, info, config: dict, *, eval_ds, eval_split: 
     """
     run_dir, data, spec = plan.run_dir, plan.data, plan.spec
     model.save(run_dir / "model.keras")
-    y_true, predictions = targets_and_predictions(model, eval_ds)
+    frozen_layer = get_backbone(plan.model.family).frozen_layer
+    if frozen_layer and not plan.train.overfit_batch and splits_at(model, frozen_layer):
+        # The frozen part's features of the scored clips, from the cache when it has them (cross-validation and
+        # the benchmarks score the same clips with the same encoder again and again).
+        frozen, rest = split_at(model, frozen_layer)
+        features = features_of(frozen, spec, eval_split, chunk=CHUNK)
+        y_true = features.y
+        predictions = {k: np.asarray(v) for k, v in rest.predict(features.x, batch_size=256, verbose=0).items()}
+    else:
+        y_true, predictions = targets_and_predictions(model, eval_ds)
     ids = [] if plan.train.overfit_batch else split_ids(spec, eval_split)
     if len(ids) == len(next(iter(y_true.values()))):
         R.write_predictions(run_dir / R.PREDICTIONS, spec.task, ids, y_true, predictions, info.class_names)

@@ -142,7 +142,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             listing = mgr_io.list_split(root, sub, split, skip_bad=self.skip_bad)
             self.skipped.extend(listing.skipped)
             listings[split] = listing
-        return {split: self._generate_examples(listing) for split, listing in listings.items()}
+        # TFDS writes no empty split: a root with every clip in train has no test split.
+        return {split: self._generate_examples(listing) for split, listing in listings.items() if listing.examples}
 
     def _generate_examples(self, listing: mgr_io.SplitListing):
         encoder = self.builder_config.encoder
