@@ -379,7 +379,7 @@ def test_own_genre_names_go_from_audio_to_served_predictions(tmp_path, capsys):
     genres = ("blues", "country", "disco", "reggae")
     audio, files, root = _ingest_gtzan_style(tmp_path, genres, per_genre=4)
     run = tmp_path / "run"
-    assert train_main(["--data-dir", str(root), "--epochs", "1", "--features", "fused", "--patch-frames", "32",
+    assert train_main(["--data-dir", str(root), "--model", "cnn", "--epochs", "1", "--features", "fused", "--patch-frames", "32",
                        "--cnn-channels", "4", "4", "8", "8", "--batch-size", "4", "--val-fraction", "0.25",
                        "--out", str(run), "--export", "own", "--export-root", str(tmp_path / "exports")]) == 0
     report = json.loads((run / "report.json").read_text())

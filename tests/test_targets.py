@@ -150,6 +150,19 @@ def test_reserved_and_repeated_names_and_the_published_header():
             check_target_names(names, "labels.csv:1")
 
 
+def test_model_auto_picks_the_encoder_where_the_root_holds_its_input(target_root, tiny_corpus):
+    from mgr_tf.training.flags import auto_model
+
+    _, _, root = target_root
+    family, why = auto_model(str(root), "regression", False)
+    assert family == "musicnn" and "holds the musicnn encoder input" in why
+    assert auto_model(str(root), "genre", True)[0] == "cnn"  # beat-synchronous clips: no encoder input
+    family, why = auto_model(str(tiny_corpus), "genre", False)
+    assert family == "cnn" and "holds no encoder input" in why
+    assert auto_model(None, "genre", False) == ("cnn", "--model auto: the embedded synthetic corpus holds no encoder "
+                                                       "input")
+
+
 def test_task_names_and_loss_weights_by_target():
     from mgr_tf.tasks import task_for
 
@@ -162,7 +175,7 @@ def test_task_names_and_loss_weights_by_target():
 
 
 # ---------------------------------------------------------------------------------------------- end to end
-TINY = ["--features", "fused", "--patch-frames", "0", "--cnn-channels", "4", "4", "8", "8", "--batch-size", "4",
+TINY = ["--model", "cnn", "--features", "fused", "--patch-frames", "0", "--cnn-channels", "4", "4", "8", "8", "--batch-size", "4",
         "--val-fraction", "0.25", "--epochs", "2"]
 
 

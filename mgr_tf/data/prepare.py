@@ -66,8 +66,7 @@ def check_encoder_input(root: Path, config: DataConfig | DataSpec) -> None:
         return
     sub = mgr_io.sub_dataset_dir(root, spec.sub_dataset)
     pattern = encoder_sample_name("*", feature.source, gz=False)
-    if not any(next(iter((sub / split).glob(pattern + "*")), None) for split in mgr_io.SPLITS
-               if (sub / split).is_dir()):
+    if not mgr_io.has_encoder_input(root, spec.sub_dataset, feature.source):
         raise ValueError(
             f"{sub}: no {feature.source} encoder input here (no {pattern}[.gz] files). The {feature.source} encoder "
             f"needs the audio, which spectrogram-only roots (such as the published FMA folders: 22050 Hz, "

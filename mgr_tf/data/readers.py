@@ -493,6 +493,12 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
     return SplitListing(tuple(examples), listing_labelled, tuple(skipped))
 
 
+def has_encoder_input(root: str | Path, sub_dataset: str, encoder: str) -> bool:
+    """Whether a sub-dataset holds any stored input of `encoder` (`ingest --encoder`: <id>.<encoder>.npy[.gz])."""
+    sub = Path(root) / sub_dataset
+    return any(next(iter((sub / split).glob(f"*.{encoder}.npy*")), None) for split in SPLITS if (sub / split).is_dir())
+
+
 def encoder_input_path(sample_path: str | Path, track_id: str, encoder: str) -> Path:
     """The stored encoder input of a sample (either suffix), found beside it.
 

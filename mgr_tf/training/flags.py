@@ -14,12 +14,15 @@ from mgr_tf.core.cli import ArgumentParser, UserError, add_dataclass_args, datac
 from mgr_tf.core.config import DataConfig, ModelConfig, RegressionConfig, TrainConfig
 from mgr_tf.core.paths import DEFAULT_EXPORT_ROOT
 from mgr_tf.core.published import EMOTIONS, PUBLISHED_WEIGHTS
+from mgr_tf.data.readers import has_encoder_input
 from mgr_tf.data.spec import resolve
 from mgr_tf.models import BACKBONES, FEATURE_TYPES, get_backbone
 from mgr_tf.tasks import TASKS
 from mgr_tf.training.plan import Plan, default_run_name
 
 PUBLISHED_WEIGHTS_ALIAS = "published"
+AUTO_MODEL = "auto"
+FROM_SCRATCH_DEFAULT = "cnn"  # the family --model auto trains when the root holds no encoder input
 
 
 def build_parser(prog: str = "python -m mgr_tf.train") -> argparse.ArgumentParser:
@@ -34,9 +37,10 @@ def build_parser(prog: str = "python -m mgr_tf.train") -> argparse.ArgumentParse
                         help="what to predict: " + ", ".join(TASKS) + ", or the name of one regression target of the "
                              "data; regression (alias multitask) predicts every target of the data's label CSV, or "
                              "those of --targets (default: genre)")
-    parser.add_argument("--model", default="cnn", choices=list(BACKBONES),
-                        help="backbone family (default: cnn): " + "; ".join(f"{k}: {b.description}"
-                                                                             for k, b in BACKBONES.items()))
+    parser.add_argument("--model", default=AUTO_MODEL, choices=[AUTO_MODEL, *BACKBONES],
+                        help=f"backbone family (default: {AUTO_MODEL}: a pretrained encoder when the data root holds "
+                             f"its input, which ingest stores from the audio, else {FROM_SCRATCH_DEFAULT}; the report "
+                             "says which and why): " + "; ".join(f"{k}: {b.description}" for k, b in BACKBONES.items()))
     parser.add_argument("--out", default=None, help="run folder (default: runs/<task>_<model>_<features>[_beat]; "
                         "rerunning the same command resumes an interrupted run there)")
     parser.add_argument("--export", default="auto", metavar="NAME",
@@ -100,10 +104,37 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     E.g. `--model musicnn` defaults to `--features musicnn --patch-frames 0`.
     """
     known, _ = parser.parse_known_args(argv)
+    reason = ""
+    if known.model == AUTO_MODEL:
+        known.model, reason = auto_model(getattr(known, "data_root", None) or known.data_dir, known.task, known.beat,
+                                         known.targets)
+        parser.set_defaults(model=known.model)
     defaults = get_backbone(known.model).data_defaults
     if defaults:
         parser.set_defaults(**defaults)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.model, args.model_reason = known.model, reason
+    return args
+
+
+def auto_model(data_dir: str | None, task: str, beat: bool, targets: Sequence[str] = ()) -> tuple[str, str]:
+    """(family, why) of `--model auto`: the first pretrained encoder whose stored input the root holds for the task's
+    sub-dataset, else the from-scratch default."""
+    if data_dir is None:
+        return FROM_SCRATCH_DEFAULT, "--model auto: the embedded synthetic corpus holds no encoder input"
+    if beat:
+        return FROM_SCRATCH_DEFAULT, "--model auto: the encoders read full-length clips, not --beat ones"
+    try:
+        sub = resolve(DataConfig(data_dir=data_dir, task=task, targets=tuple(
+            t for value in targets for t in value.split(",") if t))).sub_dataset
+    except (ValueError, FileNotFoundError):
+        return FROM_SCRATCH_DEFAULT, "--model auto: the data could not be read (see the error below)"
+    for name, backbone in BACKBONES.items():
+        if backbone.encoder and has_encoder_input(data_dir, sub, backbone.encoder.feature_type.source):
+            return name, (f"--model auto: {Path(data_dir) / sub} holds the {name} encoder input (stored by ingest "
+                          "from the audio), and a pretrained encoder beats training from scratch on small data")
+    return FROM_SCRATCH_DEFAULT, (f"--model auto: {Path(data_dir) / sub} holds no encoder input (spectrograms only; "
+                                  f"ingest stores it from the audio), so {FROM_SCRATCH_DEFAULT} trains from scratch")
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, TrainConfig, RegressionConfig]:
@@ -143,4 +174,5 @@ def plan_from_args(args: argparse.Namespace, argv: Sequence[str] | None) -> Plan
         export_name = None  # a model memorising one batch is a check, not something to serve
     return Plan(data, model_config, train_config, regression, run_dir=Path(args.out or Path("runs") / run_name),
                 export_name=export_name, export_root=args.export_root,
-                command=command_line("python -m mgr_tf.train", argv).strip(), baseline=args.baseline)
+                command=command_line("python -m mgr_tf.train", argv).strip(), baseline=args.baseline,
+                model_reason=getattr(args, "model_reason", ""))

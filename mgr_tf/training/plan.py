@@ -33,6 +33,7 @@ class Plan:
         export_root: export root folder.
         command: the command line, recorded in the report.
         baseline: also train the summary-statistics baseline on the same split and report its score.
+        model_reason: why this family, when `--model auto` chose it (recorded in config.json and the report).
     """
 
     data: DataConfig
@@ -44,6 +45,7 @@ class Plan:
     export_root: str = DEFAULT_EXPORT_ROOT
     command: str = ""
     baseline: bool = False
+    model_reason: str = ""
 
     @property
     def spec(self) -> DataSpec:

@@ -221,6 +221,8 @@ def render_markdown(report: Mapping) -> str:
     task = task_of_outputs(report["task"], report.get("targets"))
     lines = [f"# {report['title']}", "",
              f"Evaluated on the **{report['eval_split']}** split ({report['eval_split_reason']}).", ""]
+    if report.get("model_reason"):
+        lines += [f"Model **{report['model']}**: {report['model_reason']}.", ""]
     lines += metrics_markdown(task, report["metrics"])
     if report.get("baseline"):
         base = report["baseline"]

@@ -77,6 +77,8 @@ def fit_and_evaluate(plan: Plan) -> Trained:
     tf.config.experimental.enable_op_determinism()
     config = run_config(plan, info)
     write_json(plan.run_dir / "config.json", config)
+    if plan.model_reason:
+        print(f"[train] model {plan.model.family}: {plan.model_reason}", flush=True)
     model = build_for_run(plan, info)
     train_ds = make_dataset(spec, "train")
     val_ds = make_dataset(spec, "validation")
@@ -163,6 +165,7 @@ def evaluate_run(plan: Plan, model, info, config: dict, *, eval_ds, eval_split: 
         "class_names": list(info.class_names), "targets": [] if spec.task.classification else list(spec.task.outputs),
         "task_weights_plot": R.plot_task_weights(history, run_dir / "task_weights.png"),
         "config_fingerprint": fingerprint(config),
+        "model_reason": plan.model_reason,
     }
     if plan.train.overfit_batch:
         # Training-mode metrics of the last epoch: inference-mode ones lag behind through batch-norm statistics.
@@ -214,7 +217,8 @@ def run_config(plan: Plan, info) -> dict:
             "task": plan.data.task, "class_names": list(info.class_names), "vocabulary": list(info.vocabulary),
             "targets": [] if spec.task.classification else list(spec.task.outputs), "data_targets": list(spec.targets),
             "num_bands": info.num_bands, "frames": info.frames, "model_frames": info.model_frames,
-            "data_fingerprint": info.fingerprint, "command": plan.command, "export_name": plan.export_name}
+            "data_fingerprint": info.fingerprint, "command": plan.command, "export_name": plan.export_name,
+            "model_reason": plan.model_reason}
 
 
 def targets_and_predictions(model, ds) -> tuple[dict, dict]:
