@@ -155,6 +155,37 @@ def test_fine_tuning_trains_the_encoder_but_not_its_batch_norm_statistics():
     assert fine_tune(model, tiny_config("musicnn")) == 0
 
 
+def test_transfer_from_a_musicnn_model_keeps_the_encoders_batch_norm_frozen():
+    """--init-from a musicnn genre model: the generic unfreezing of the fine-tuning phase trains the encoder's
+    convolutions, not its batch-normalisation statistics."""
+    from mgr_tf.models.build import set_backbone_trainable, transfer_model
+    from mgr_tf.models.musicnn.presets import ENCODER_LAYER
+    from mgr_tf.tasks import task_for
+    from tests.model_harness import tiny_config, tiny_model
+
+    genre = tiny_model("musicnn", "genre")
+    model = transfer_model(genre, task_for("valence"), tiny_config("musicnn"))
+    set_backbone_trainable(model, True)
+    encoder = model.get_layer(ENCODER_LAYER)
+    layers = list(encoder.layers)
+    norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and not any(layer.trainable for layer in norms)
+    assert all(layer.trainable for layer in layers if isinstance(layer, keras.layers.Conv2D))
+
+
+@pytest.mark.parametrize("mode", ["mean", "mean+std", "max"])
+def test_window_pooling_leaves_out_padding_windows(mode):
+    from mgr_tf.models.layers import WindowPool
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3, 4)).astype(np.float32)
+    weights = np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]], np.float32)  # clip 1: one padding window; 2: all padding
+    got = np.asarray(WindowPool(mode)([x.reshape(6, 4), weights]))
+    pool = {"mean": lambda a: a.mean(0), "max": lambda a: a.max(0),
+            "mean+std": lambda a: np.concatenate([a.mean(0), a.std(0)])}[mode]
+    np.testing.assert_allclose(got, np.stack([pool(x[0, :2]), pool(x[1])]), atol=1e-6)
+
+
 # ------------------------------------------------------------------------------------------------ training
 
 
@@ -206,6 +237,25 @@ def test_heads_are_solved_on_standardised_embeddings_as_logistic_regression(musi
     # Two solvers' stopping points on 12 nearly separable clips (float32 weights): within 1e-3, where the Adam head
     # this replaced was 0.1 away.
     np.testing.assert_allclose(probabilities, expected, atol=1e-3)
+
+
+def test_fine_tuning_that_does_not_lower_the_validation_loss_is_not_kept(encoder_root, musicnn_run, tmp_path):
+    """A fine-tuning phase at a learning rate that wrecks the encoder: the run keeps the frozen encoder and the heads
+    solved on it, and the report says so."""
+    from mgr_tf.models.build import load_keras_model
+    from mgr_tf.models.musicnn.presets import ENCODER_LAYER
+    from tests.conftest import run_train
+
+    _, _, root = encoder_root
+    run_dir, report = run_train(["--data-dir", str(root), "--model", "musicnn", "--no-musicnn-pretrained",
+                                 "--musicnn-fine-tune-epochs", "1", "--lr", "50", "--finetune-lr-factor", "1",
+                                 "--batch-size", "4", "--val-fraction", "0.25"], tmp_path)
+    assert report["finetune"]["kept"] is False
+    assert not report["finetune"]["val_loss_after"] < report["finetune"]["val_loss_before"]  # (NaN: diverged)
+    frozen = load_keras_model(musicnn_run[0]).get_layer(ENCODER_LAYER).get_weights()
+    kept = load_keras_model(run_dir).get_layer(ENCODER_LAYER).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(frozen, kept))  # the same seeded random encoder, untouched
+    assert "the weights it started from are kept" in (run_dir / "report.md").read_text()
 
 
 def test_export_serves_16k_waveforms_as_the_stored_arrays(musicnn_run, encoder_root, capsys):

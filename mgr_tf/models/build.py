@@ -117,7 +117,9 @@ def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:
     """Freezes (False) or unfreezes (True) every layer except the heads.
 
     Frozen BatchNormalization layers also switch to inference mode (Keras 3 semantics), which is what
-    fine-tuning wants. Recompile the model after calling this.
+    fine-tuning wants. The batch normalisation of a nested model (a pretrained encoder such as musicnn) stays
+    frozen when the rest is unfrozen: its statistics come from far more music than a fine-tuning set holds.
+    Recompile the model after calling this.
 
     Args:
         model: a model from `build_model` or `transfer_model`.
@@ -126,6 +128,17 @@ def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:
     for layer in model.layers:
         if _is_backbone_layer(layer, _output_keys(model)) and layer.name != NORM_LAYER:
             layer.trainable = trainable
+            if trainable and isinstance(layer, keras.Model):
+                for inner in _nested_layers(layer):
+                    if isinstance(inner, keras.layers.BatchNormalization):
+                        inner.trainable = False
+
+
+def _nested_layers(model: keras.Model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _nested_layers(layer)
 
 
 def load_keras_model(path: str | Path) -> keras.Model:

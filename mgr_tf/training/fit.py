@@ -83,9 +83,9 @@ def read_history(csv_path: Path) -> dict[str, list[float]]:
 
 
 def fit_phases(model, spec: DataSpec, model_config: ModelConfig, train: TrainConfig, regression: RegressionConfig,
-               run_dir: Path, train_ds, val_ds) -> dict | None:
-    """Fits `model` in its phases, with the run's callbacks (see the module docstring); returns what was solved
-    in closed form (convex heads: the report's "head_fit"), else None."""
+               run_dir: Path, train_ds, val_ds) -> dict:
+    """Fits `model` in its phases, with the run's callbacks (see the module docstring); returns notes for the
+    report: "head_fit" (heads solved in closed form), "finetune" (whether fine-tuning beat what it started from)."""
     backbone = get_backbone(model_config.family)
     if backbone.frozen_layer is not None and not train.init_from and splits_at(model, backbone.frozen_layer):
         return _fit_on_frozen_features(model, backbone, spec, model_config, train, regression, run_dir, train_ds,
@@ -95,12 +95,39 @@ def fit_phases(model, spec: DataSpec, model_config: ModelConfig, train: TrainCon
         freeze = min(train.freeze_epochs, train.epochs)
         phases = [("frozen", freeze, train.learning_rate),
                   ("finetune", train.epochs - freeze, train.learning_rate * train.finetune_lr_factor)]
+    notes = {}
     for phase, epochs, lr in phases:
         if epochs <= 0:
             continue
         if train.init_from:
             set_backbone_trainable(model, phase != "frozen")
-        fit_phase(model, spec.task, train, regression, run_dir, phase, epochs, lr, train_ds, val_ds)
+        if phase == "finetune":
+            notes["finetune"] = fit_unless_worse(model, spec.task, train, regression, run_dir, phase, epochs, lr,
+                                                 train_ds, val_ds)
+        else:
+            fit_phase(model, spec.task, train, regression, run_dir, phase, epochs, lr, train_ds, val_ds)
+    return notes
+
+
+def validation_loss(model, task: Task, regression: RegressionConfig, val_ds) -> float:
+    """The task's loss on the validation split (inference mode)."""
+    fit_model = compile_for(task, model, regression, 1e-3)
+    return float(fit_model.evaluate(val_ds, verbose=0, return_dict=True)["loss"])
+
+
+def fit_unless_worse(model, task: Task, train: TrainConfig, regression: RegressionConfig, run_dir: Path, phase: str,
+                     epochs: int, lr: float, train_ds, val_ds) -> dict:
+    """`fit_phase`, then back to the starting weights unless the phase lowered the validation loss (fine-tuning
+    that does not beat the frozen model it started from is not kept)."""
+    before, weights = validation_loss(model, task, regression, val_ds), model.get_weights()
+    fit_phase(model, task, train, regression, run_dir, phase, epochs, lr, train_ds, val_ds)
+    after = validation_loss(model, task, regression, val_ds)
+    kept = after < before
+    if not kept:
+        model.set_weights(weights)
+        print(f"[train] phase {phase}: validation loss {after:.4f} is not below {before:.4f} before it; the weights "
+              "it started from are kept", flush=True)
+    return {"kept": kept, "val_loss_before": before, "val_loss_after": after}
 
 
 def fit_phase(model, task: Task, train: TrainConfig, regression: RegressionConfig, run_dir: Path, phase: str,
@@ -132,14 +159,14 @@ def convex_heads(backbone, train: TrainConfig, regression: RegressionConfig) -> 
 
 
 def _fit_on_frozen_features(model, backbone, spec: DataSpec, model_config: ModelConfig, train: TrainConfig,
-                            regression: RegressionConfig, run_dir: Path, train_ds, val_ds) -> dict | None:
+                            regression: RegressionConfig, run_dir: Path, train_ds, val_ds) -> dict:
     """Phase "frozen": the heads on features of the frozen part computed once (solved in closed form, or trained
     with Adam); then, for an encoder, an optional "finetune" end to end."""
     data = spec.config
     frozen, rest = split_at(model, backbone.frozen_layer)
     chunk = CHUNK if backbone.encoder else max(1, data.batch_size)  # an encoder's activations are large
     features_train, features_val = (features_of(frozen, spec, split, chunk=chunk) for split in ("train", "validation"))
-    fitted = None
+    notes = {}
     fine_tune = backbone.encoder.fine_tune if backbone.encoder else (lambda model, config: 0)
     if convex_heads(backbone, train, regression):
         # Without early stopping nothing needs the validation clips, unless fine-tuning follows (it stops on them).
@@ -151,6 +178,7 @@ def _fit_on_frozen_features(model, backbone, spec: DataSpec, model_config: Model
         fitted = {"method": "convex", "c": train.head_c, "clips": len(features.ids),
                   "splits": ["train"] if tunes else ["train", "validation"], "seconds": round(time.time() - started, 3),
                   "heads": heads}
+        notes["head_fit"] = fitted
         print(f"[train] heads solved in closed form (L2 logistic regression, C {train.head_c:g}) on "
               f"{len(features.ids)} clips ({' + '.join(fitted['splits'])}) in {fitted['seconds']:.1f} s", flush=True)
     else:
@@ -161,6 +189,6 @@ def _fit_on_frozen_features(model, backbone, spec: DataSpec, model_config: Model
                   train_features, val_features)
     epochs = fine_tune(model, model_config)
     if epochs:
-        fit_phase(model, spec.task, train, regression, run_dir, "finetune", epochs,
-                  train.learning_rate * train.finetune_lr_factor, train_ds, val_ds)
-    return fitted
+        notes["finetune"] = fit_unless_worse(model, spec.task, train, regression, run_dir, "finetune", epochs,
+                                             train.learning_rate * train.finetune_lr_factor, train_ds, val_ds)
+    return notes

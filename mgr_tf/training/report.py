@@ -242,6 +242,11 @@ def render_markdown(report: Mapping) -> str:
     if fit:
         lines += [f"Heads solved in closed form (L2-regularised logistic regression, C {fit['c']:g}) on the fixed "
                   f"features of {fit['clips']} clips ({' + '.join(fit['splits'])}) in {fit['seconds']:.1f} s.", ""]
+    tune = report.get("finetune")
+    if tune:
+        lines += [f"Fine-tuning {'lowered' if tune['kept'] else 'did not lower'} the validation loss "
+                  f"({tune['val_loss_before']:.4f} -> {tune['val_loss_after']:.4f}): "
+                  f"{'its best epoch is kept' if tune['kept'] else 'the weights it started from are kept'}.", ""]
     if report["epochs_run"] or not fit:
         lines += [f"Epochs run: {report['epochs_run']}; wall time {report['train_seconds']:.0f} s.", "",
                   "![training curves](curves.png)", ""]

@@ -83,7 +83,7 @@ def fit_and_evaluate(plan: Plan) -> Trained:
     train_ds = make_dataset(spec, "train")
     val_ds = make_dataset(spec, "validation")
     started = time.time()
-    head_fit = None
+    notes = {}
     if plan.train.overfit_batch:
         one_batch = train_ds.take(1).cache()
         fit_model = compile_for(spec.task, model, plan.regression, plan.train.learning_rate)
@@ -92,13 +92,12 @@ def fit_and_evaluate(plan: Plan) -> Trained:
         eval_ds, eval_split, reason = one_batch, "train", "--overfit-batch: the single training batch itself"
     else:
         fit = fit_phases if plan.train.distribute == "none" else distributed.fit_phases
-        head_fit = fit(model, spec, plan.model, plan.train, plan.regression, plan.run_dir, train_ds, val_ds)
+        notes = fit(model, spec, plan.model, plan.train, plan.regression, plan.run_dir, train_ds, val_ds) or {}
         eval_split, reason = eval_split_of(info)
         eval_ds = val_ds if eval_split == "validation" else make_dataset(spec, eval_split)
     report = evaluate_run(plan, model, info, config, eval_ds=eval_ds, eval_split=eval_split, reason=reason,
                           train_seconds=time.time() - started)
-    if head_fit:
-        report["head_fit"] = head_fit
+    report.update(notes)
     return Trained(model, report)
 
 

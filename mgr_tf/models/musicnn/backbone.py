@@ -17,7 +17,7 @@ from __future__ import annotations
 import keras
 
 from mgr_tf.models.build import at_precision
-from mgr_tf.models.layers import SplitWindows, WindowMean
+from mgr_tf.models.layers import SplitWindows, WindowMean, WindowPool
 from mgr_tf.models.musicnn.architecture import build_musicnn
 from mgr_tf.models.musicnn.convert import encoder_file
 from mgr_tf.models.musicnn.presets import (
@@ -54,7 +54,9 @@ def build(config, x, *, frames: int):
         raise ValueError(f"the musicnn backbone takes the musicnn feature type ({N_MELS} bands), got "
                          f"{x.shape[-1]} bands: train with --features musicnn")
     patches, weights = SplitWindows(PATCH_FRAMES, PATCH_FRAMES, name="musicnn_patches")(x)
-    pooled = WindowMean(name=POOL_LAYER)([encoder(config)(patches), weights])
+    pooling = WindowMean(name=POOL_LAYER) if config.musicnn_pool == "mean" else WindowPool(config.musicnn_pool,
+                                                                                         name=POOL_LAYER)
+    pooled = pooling([encoder(config)(patches), weights])
     return keras.layers.Normalization(axis=-1, name=EMBEDDING_NORM_LAYER)(pooled)
 
 
