@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "on the same folds. Takes every flag of python -m mgr_tf.train.")
     parser.add_argument("data_root", help="dataset root (the layout of python -m mgr_tf.ingest or the published data)")
     parser.add_argument("--folds", type=int, default=5, help="number of folds")
+    parser.add_argument("--learning-curve", type=float, nargs="+", default=None, metavar="SHARE",
+                        help="cross-validate at these shares of each fold's training clips (e.g. 0.125 0.25 0.5 1) and "
+                             "plot the model and the baseline against training clips per class (learning_curve.png)")
     parser.set_defaults(export="none")
     return parser
 
@@ -38,8 +41,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if resolve_mode(plan.train.distribute) == "multiworker":
         raise UserError("python -m mgr_tf.cv does not run on several workers: use one process or --distribute "
                         "mirrored (one host, several GPUs); see docs/distributed.md")
-    from mgr_tf.training.cv import cross_validate  # TensorFlow on demand: the flags are checked first
+    if args.learning_curve and not all(0 < f <= 1 for f in args.learning_curve):
+        raise UserError(f"--learning-curve: shares must be in (0, 1], got {' '.join(map(str, args.learning_curve))}")
+    from mgr_tf.training.cv import cross_validate, learning_curve  # TensorFlow on demand: the flags are checked first
 
+    if args.learning_curve:
+        curve = learning_curve(plan, args.folds, args.learning_curve)
+        print(f"\n[cv] learning curve: {out / 'learning_curve.md'} ({out / 'learning_curve.png'})")
+        for point in curve["points"]:
+            print(f"[cv] {point['clips_per_class']:.1f} clips per class: " + ", ".join(
+                f"{model} {s[curve['metric']]['mean']:.3f}" for model, s in point["summary"].items()))
+        return 0
     result = cross_validate(plan, args.folds)
     print(f"\n[cv] report: {out / 'cv_report.md'}")
     for model, values in result["summary"].items():

@@ -81,3 +81,20 @@ def test_cv_command_writes_table_and_resumes(tiny_corpus, tmp_path, capsys):
     assert main(argv) == 0
     assert "finished earlier, kept" in capsys.readouterr().out
     assert (out / "fold_0" / "report.json").stat().st_mtime_ns == stamp
+
+
+def test_learning_curve_trains_on_growing_shares_of_the_same_folds(tiny_corpus, tmp_path):
+    from mgr_tf.cv import main
+
+    out = tmp_path / "curve"
+    assert main([str(tiny_corpus), "--folds", "2", "--model", "summary", "--features", "fused", "--out", str(out),
+                 "--learning-curve", "0.5", "1", "--no-baseline"]) == 0
+    curve = json.loads((out / "learning_curve.json").read_text())
+    half, full = curve["points"]
+    assert (half["fraction"], full["fraction"]) == (0.5, 1.0) and curve["metric"] == "accuracy"
+    assert half["train_clips"] == pytest.approx(full["train_clips"] / 2, abs=1.0)
+    assert full["clips_per_class"] == pytest.approx(full["train_clips"] / 10)
+    for fold in range(2):  # the same held-out clips at every share
+        ids = [(out / f"fraction_{f}" / f"fold_{fold}" / "predictions.csv").read_text().splitlines() for f in ("0.5", "1")]
+        assert [line.split(",")[0] for line in ids[0]] == [line.split(",")[0] for line in ids[1]]
+    assert (out / "learning_curve.png").stat().st_size > 0 and "| 0.5 |" in (out / "learning_curve.md").read_text()

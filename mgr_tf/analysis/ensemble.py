@@ -32,7 +32,7 @@ from mgr_tf.training.report import genre_metrics, plot_confusion_matrix
 
 # DataConfig fields that decide which clips land in which split and under which labels. The others (feature
 # type, beat, frames, batching) may differ between members: that is what an ensemble combines.
-SPLIT_KEYS = ("data_dir", "task", "num_genres", "seed", "val_fraction", "cv_folds", "cv_fold")
+SPLIT_KEYS = ("data_dir", "task", "num_genres", "seed", "val_fraction", "cv_folds", "cv_fold", "train_fraction")
 REPORT_NAME = "ensemble_report"
 
 

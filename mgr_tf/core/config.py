@@ -121,6 +121,8 @@ class DataConfig:
             mixing weight (so class labels need no one-hot); 0 = off.
         targets: the regression targets that --task regression (or multitask) predicts, by name (the columns of
             the data's label CSV); empty = all of them.
+        train_fraction: the share of the training clips (after the validation split is carved) that trains the
+            model, a stratified, seeded subset (learning curves: `python -m mgr_tf.cv --learning-curve`).
     """
 
     data_dir: str | None = None
@@ -141,8 +143,11 @@ class DataConfig:
     patch_frames: int | None = 256
     mixup: float = 0.0
     targets: tuple[str, ...] = ()
+    train_fraction: float = 1.0
 
     def __post_init__(self):
+        _check(_finite(self.train_fraction) and 0.0 < self.train_fraction <= 1.0,
+               f"train_fraction must be in (0, 1], got {self.train_fraction}")
         _check(len(set(self.targets)) == len(self.targets), f"targets are named twice: {list(self.targets)}")
         _check(self.num_genres in (10, 20), f"num_genres must be 10 or 20, got {self.num_genres}")
         _check(self.patch_frames is None or self.patch_frames >= 0,

@@ -146,6 +146,11 @@ def split_roles(config: DataConfig | DataSpec) -> dict[str, int]:
     if n_val > 0:
         chosen = stratified_subset(ids[pool].tolist(), strata[pool].tolist(), n_val, config.seed)
         roles[np.flatnonzero(pool)[np.asarray(chosen, dtype=bool)]] = _ROLE_VAL
+    if config.train_fraction < 1.0:
+        pool = roles == _ROLE_TRAIN
+        keep = max(1, int(round(config.train_fraction * pool.sum())))
+        chosen = np.asarray(stratified_subset(ids[pool].tolist(), strata[pool].tolist(), keep, config.seed), bool)
+        roles[np.flatnonzero(pool)[~chosen]] = _ROLE_EXCLUDED
     return dict(zip(ids.tolist(), roles.tolist()))
 
 
@@ -209,7 +214,9 @@ def _norm_stats(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     config = spec.config
     prepared = prepare(spec)
     key = (f"{config.task}-{config.features}{config.n_mfcc if config.features == 'mfcc' else ''}-"
-           f"{config.num_genres}-{config.val_fraction}-{config.seed}-cv{config.cv_folds}.{config.cv_fold}")
+           f"{config.num_genres}-{config.val_fraction}-{config.seed}-cv{config.cv_folds}.{config.cv_fold}"
+           f"{'' if config.train_fraction == 1.0 else f'-f{config.train_fraction}'}"
+           f"{'-' + ','.join(config.targets) if config.targets else ''}")  # the first target stratifies the split
     path = prepared.data_dir / f"norm-{builder_config_name(spec)}-{key}.json"
     if path.is_file():
         stats = json.loads(path.read_text())

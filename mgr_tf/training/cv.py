@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Sequence
 
 import numpy as np
 
 from mgr_tf.core.cli import UserError
 from mgr_tf.core.io import write_json, write_text
+from mgr_tf.core.plotting import plt
 from mgr_tf.training import report as R
 from mgr_tf.training.plan import Plan, check
 from mgr_tf.training.runner import run
@@ -133,3 +135,61 @@ def cross_validate(plan: Plan, folds: int) -> dict:
     write_json(out / "cv_report.json", result)
     write_text(out / "cv_report.md", render_markdown(result))
     return result
+
+
+def learning_curve(plan: Plan, folds: int, fractions: Sequence[float]) -> dict:
+    """Cross-validation at growing shares of each fold's training clips (the same folds, validation and test
+    clips at every share): the model and the baseline against training clips per class.
+
+    Writes `learning_curve.json`, `learning_curve.md` and `learning_curve.png` into the plan's run folder (one
+    cross-validation folder per share inside it) and returns the curve.
+
+    Args:
+        plan: as for `cross_validate`.
+        folds: k.
+        fractions: the shares of the training clips, each in (0, 1].
+    """
+    plan = check(plan)
+    task, out = plan.spec.task, plan.run_dir
+    points = []
+    for fraction in sorted(set(float(f) for f in fractions)):
+        print(f"[cv] learning curve: {fraction:g} of the training clips", flush=True)
+        data = dataclasses.replace(plan.data, train_fraction=fraction)
+        result = cross_validate(dataclasses.replace(plan, data=data, run_dir=out / f"fraction_{fraction:g}"), folds)
+        reports = [json.loads((out / f"fraction_{fraction:g}" / f"fold_{k}" / "report.json").read_text())
+                   for k in range(folds)]
+        train_clips = float(np.mean([r["counts"]["train"] for r in reports]))
+        classes = len(result["class_names"]) if task.classification else 1
+        points.append({"fraction": fraction, "train_clips": train_clips, "clips_per_class": train_clips / classes,
+                       "summary": result["summary"]})
+    metric = next(m for m in points[0]["summary"][plan.model.family] if m != "seconds")
+    curve = {"metric": metric, "folds": folds, "model": plan.model.family, "command": plan.command, "points": points}
+    write_json(out / "learning_curve.json", curve)
+    _plot_learning_curve(curve, out / "learning_curve.png", per_class=task.classification)
+    lines = [f"# Learning curve: {plan.model.family}, {folds}-fold cross-validation", "",
+             f"Reproduce: `{plan.command}`", "", "![learning curve](learning_curve.png)", "",
+             f"| share of training clips | training clips{' per class' if task.classification else ''} | "
+             + " | ".join(points[0]["summary"]) + " |", "|---" * (2 + len(points[0]["summary"])) + "|"]
+    for p in points:
+        x = p["clips_per_class"] if task.classification else p["train_clips"]
+        lines.append(f"| {p['fraction']:g} | {x:.1f} | " + " | ".join(
+            f"{s[metric]['mean']:.3f} ± {s[metric]['std']:.3f}" for s in p["summary"].values()) + " |")
+    write_text(out / "learning_curve.md", "\n".join(lines) + "\n")
+    return curve
+
+
+def _plot_learning_curve(curve: dict, path, *, per_class: bool) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [p["clips_per_class" if per_class else "train_clips"] for p in curve["points"]]
+    for model in curve["points"][0]["summary"]:
+        means = [p["summary"][model][curve["metric"]]["mean"] for p in curve["points"]]
+        stds = [p["summary"][model][curve["metric"]]["std"] for p in curve["points"]]
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=model)
+    ax.set_xlabel("training clips per class" if per_class else "training clips")
+    ax.set_ylabel(f"{curve['metric']} ({curve['folds']}-fold mean ± std)")
+    ax.set_title(f"Learning curve: {curve['model']}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
