@@ -219,6 +219,7 @@ class ModelConfig:
 
 
 HEADS = ("auto", "convex", "gradient")
+MONITORS = ("metric", "loss")
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,8 @@ class TrainConfig:
             except with --learned-weights, and gradient for every other model.
         head_c: the inverse L2 strength C of convex heads (scikit-learn's convention: C * sum of losses +
             1/2 ||W||^2); a target's fixed loss weight multiplies it.
+        monitor: what early stopping, the best checkpoint and the learning-rate schedule watch on the
+            validation clips, the task's metric (accuracy, or the mean Spearman of the targets) or its loss.
         distribute: none (one process), mirrored (every GPU of this host, tf.distribute.MirroredStrategy), multiworker
             (the workers of TF_CONFIG, tf.distribute.MultiWorkerMirroredStrategy) or auto (multiworker when
             TF_CONFIG names several tasks, else mirrored when there are several GPUs, else none); --batch-size is
@@ -258,9 +261,11 @@ class TrainConfig:
     overfit_batch: bool = False
     head: str = dataclasses.field(default="auto", metadata={"choices": HEADS})
     head_c: float = 0.03
+    monitor: str = dataclasses.field(default="metric", metadata={"choices": MONITORS})
     distribute: str = dataclasses.field(default="none", metadata={"choices": DISTRIBUTE_MODES})
 
     def __post_init__(self):
+        _check(self.monitor in MONITORS, f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
         _check(self.head in HEADS, f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         _check(_finite(self.head_c) and self.head_c > 0, f"head_c must be a positive number, got {self.head_c}")
         _check(self.distribute in DISTRIBUTE_MODES,

@@ -134,7 +134,8 @@ def fit_phase(model, task: Task, train: TrainConfig, regression: RegressionConfi
               epochs: int, lr: float, train_ds, val_ds) -> None:
     """One phase: compile for the task, then fit with the run's callbacks."""
     fit_model = compile_for(task, model, regression, lr)
-    phase_callbacks, verbose = callbacks(run_dir, phase, task.monitor, train, task_callbacks(task, fit_model))
+    monitor = ("val_loss", "min") if train.monitor == "loss" else task.monitor
+    phase_callbacks, verbose = callbacks(run_dir, phase, monitor, train, task_callbacks(task, fit_model))
     print(f"[train] phase {phase}: up to {epochs} epochs, learning rate {lr:g}", flush=True)
     fit_model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=phase_callbacks, verbose=verbose,
                   shuffle=False)  # the pipeline shuffles, seeded
