@@ -416,3 +416,21 @@ def test_a_root_with_every_clip_in_train_trains_and_cross_validates(tmp_path):
     assert cv_main([str(root), "--folds", "2", "--model", "summary", "--out", str(out), "--no-baseline"]) == 0
     result = json.loads((out / "cv_report.json").read_text())
     assert result["examples"] == len(files)
+
+
+def test_fma_named_genres_of_a_plain_csv_are_the_users_vocabulary(tmp_path):
+    """Emotify's labels (Classical, Electronic, Pop, Rock) happen to be FMA names: a plain CSV's genres are the
+    vocabulary all the same (4 classes, not FMA's 10); `--genre-vocabulary fma` asks for FMA's mapping."""
+    genres = ("Rock", "Pop", "Classical", "Electronic")
+    audio = tmp_path / "audio"
+    files = [f"{g.lower()}/{g.lower()}_{j}.wav" for g in genres for j in range(3)]
+    _noise_tones(audio, files)
+    (audio / "labels.csv").write_text("path,genre\n" + "".join(f"{f},{genres[i // 3]}\n" for i, f in enumerate(files)))
+    own, fma = tmp_path / "own", tmp_path / "fma"
+    for out, extra in ((own, []), (fma, ["--genre-vocabulary", "fma"])):
+        assert main([str(audio), str(audio / "labels.csv"), "--out", str(out), "--clip-seconds", "2", "--workers", "1",
+                     "--quiet", "--no-encoder", *extra]) == 0
+    assert mgr_io.genre_vocabulary(own, "fma_genre_spectrograms") == tuple(sorted(genres))
+    assert (own / "fma_genre_spectrograms" / "genres.txt").read_text().split() == sorted(genres)
+    assert not (fma / "fma_genre_spectrograms" / "genres.txt").exists()
+    assert len(mgr_io.genre_vocabulary(fma, "fma_genre_spectrograms")) == 20  # FMA's names, mapped 20 -> 10 in training

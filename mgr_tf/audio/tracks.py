@@ -59,8 +59,8 @@ class IngestConfig:
             full; each includes the smaller ones).
         genre_vocabulary: the genre names accepted. fma keeps FMA's 20 names and skips others as
             unknown genres; labels takes the label file's own names (any number, two or more) and
-            writes them to genres.txt beside the data; auto is fma for FMA metadata and for label
-            files whose genres are all FMA names, else labels.
+            writes them to genres.txt beside the data; auto is fma for FMA metadata (tracks.csv) and labels
+            for every plain CSV, even one whose genres all happen to be FMA names.
         encoder: also store this pretrained encoder's input, computed from the same clip, beside each full
             fused array (`<id>.musicnn.npy`: 16 kHz, 96-band log-mel frames for `train --model musicnn`, which
             training then picks by default); auto = musicnn for a new root, as before for a root being resumed;
