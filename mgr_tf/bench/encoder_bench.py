@@ -52,6 +52,7 @@ from mgr_tf.models.musicnn.convert import encoder_file
 from mgr_tf.models.musicnn.frontend import musicnn_frontend, resample_to_16k
 from mgr_tf.models.musicnn.presets import EMBEDDING_OUTPUT, SAMPLE_RATE
 from mgr_tf.tasks import get_task
+from mgr_tf.training.convex import DEFAULT_C, fit_softmax, softmax
 
 MODEL_NAME = "MSD_musicnn"
 FOLDS = 5
@@ -140,13 +141,29 @@ def pooled(features: dict[str, np.ndarray], pooling: str) -> np.ndarray:
     return np.concatenate([features[p] for p in parts], axis=1)
 
 
-def cv_accuracy(x: np.ndarray, y: np.ndarray, folds: int = FOLDS) -> np.ndarray:
-    """Per-fold accuracy of a standardised logistic regression (StratifiedKFold, shuffled, seed 0)."""
+def cv_accuracy(x: np.ndarray, y: np.ndarray, folds: int = FOLDS, c: float = 1.0, head: str = "sklearn"
+                ) -> np.ndarray:
+    """Per-fold accuracy of a standardised logistic regression (StratifiedKFold, shuffled, seed 0).
+
+    Args:
+        x, y: clip features and genre names.
+        folds: number of folds.
+        c: the inverse L2 strength (scikit-learn's C; 1 is its default).
+        head: "sklearn" (LogisticRegression) or "mgr_tf" (the training path's closed-form head,
+            `mgr_tf.training.convex.fit_softmax`, on the same standardised features).
+    """
     scores = []
+    classes, labels = np.unique(y, return_inverse=True)
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=SEED).split(x, y):
-        head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-        head.fit(x[train], y[train])
-        scores.append(head.score(x[test], y[test]))
+        if head == "sklearn":
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
+            model.fit(x[train], y[train])
+            scores.append(model.score(x[test], y[test]))
+            continue
+        scaler = StandardScaler().fit(x[train])
+        fit = fit_softmax(scaler.transform(x[train]), labels[train], len(classes), c=c)
+        predicted = softmax(scaler.transform(x[test]), fit).argmax(axis=1)
+        scores.append(float(np.mean(predicted == labels[test])))
     return np.asarray(scores)
 
 
@@ -226,5 +243,20 @@ def run(quick: bool) -> list[Row]:
                                "all_poolings": {p: {"mean": float(s.mean()), "std": float(s.std())}
                                                 for p, s in encoders.items()},
                                "patches_per_clip_mean": float(features["patches"].mean())}))
+        # The training path's head (mean pooling, closed form at the default C) against scikit-learn on the same
+        # embeddings and folds, at its default C = 1 and at the same C (issue 22: within 0.01 of it, or above).
+        x = pooled(features, "mean")
+        reference = cv_accuracy(x, genres)
+        same_c = cv_accuracy(x, genres, c=DEFAULT_C)
+        ours = cv_accuracy(x, genres, c=DEFAULT_C, head="mgr_tf")
+        rows.append(Row("encoder", f"Emotify frozen {MODEL_NAME}, mean pooling -> mgr_tf closed-form head "
+                        f"(C {DEFAULT_C:g}, the --model musicnn default)", float(ours.mean()), "accuracy",
+                        ratio=float(ours.mean() / reference.mean()),
+                        baseline=f"scikit-learn LogisticRegression(C=1) on the same embeddings and folds "
+                                 f"({reference.mean():.3f})", target="accuracy >= that - 0.01",
+                        extra={"std": float(ours.std()), "folds": ours.tolist(), "sklearn_c1": reference.tolist(),
+                               f"sklearn_c{DEFAULT_C:g}": same_c.tolist(),
+                               "max_fold_difference_same_c": float(np.max(np.abs(ours - same_c))),
+                               "met": bool(ours.mean() >= reference.mean() - 0.01)}))
     rows += _throughput(quick)
     return rows
