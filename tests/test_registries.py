@@ -79,7 +79,7 @@ def test_training_cli_choices_are_the_registries():
     # --task also takes the name of any regression target of the data, so its value is checked by the plan;
     # its help lists the registered tasks.
     assert actions["task"].choices is None and all(name in actions["task"].help for name in TASKS)
-    assert actions["model"].choices == list(BACKBONES)
+    assert actions["model"].choices == ["auto", *BACKBONES]  # auto: the encoder where the root holds its input
     assert actions["features"].choices == list(FEATURE_TYPES)
 
 
