@@ -28,7 +28,7 @@ from typing import Sequence
 from mgr_tf.audio.tracks import AUDIO_EXTENSIONS, FMA_SUBSETS, KIND_TASKS, IngestConfig, LabelSet, Problem, Track
 from mgr_tf.core.cli import UserError
 from mgr_tf.core.published import EMOTIONS, GENRES_20
-from mgr_tf.data.layout import TARGET_NAME, check_target_names
+from mgr_tf.data.layout import TARGET_NAME, check_genre_name, check_target_names
 from mgr_tf.data.splits import stratified_split
 
 # FMA's set.split values -> the two splits of the layout.
@@ -157,8 +157,7 @@ def _genre_names(entries: list[dict], cfg: IngestConfig, where: Path, fma_metada
         for e in entries:
             if not e.get("genre"):
                 raise ValueError(f"{e['line']}: empty genre name (every line needs a genre)")
-            if any(c in e["genre"] for c in "\t\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
-                raise ValueError(f"{e['line']}: genre name {e['genre']!r} holds a tab or line break")
+            check_genre_name(e["genre"], str(e["line"]))  # the readers' rule: what ingest writes, they read
     names = tuple(sorted({e["genre"] for e in named}))
     if len(names) < 2:
         raise ValueError(f"{where}: a single genre {names[0]!r}: classification needs at least two"
