@@ -126,12 +126,13 @@ def test_link_inside_the_root_is_read(root, outcome):
 
 # ------------------------------------------------------------------------------------------ case 2: the fingerprint
 def class_names_of_records(root: Path) -> dict[str, str]:
-    """{track id: genre name} as the prepared records say (their class index read through the vocabulary)."""
+    """{track id: genre name} as a training run reads them: the records' class index, named through the root's
+    genres.txt as it is now (a run's class names, its report and its export's labels come from it)."""
     from mgr_tf.data.prepare import prepare
 
-    prepared = prepare(genre_config(root))
-    index = prepared.index["train"]
-    return {tid: prepared.vocabulary[g] for tid, g in zip(index["track_id"], index["genre"])}
+    index = prepare(genre_config(root)).index["train"]
+    names = readers.genre_vocabulary(root, GENRE)
+    return {tid: names[g] for tid, g in zip(index["track_id"], index["genre"])}
 
 
 def class_names_of_labels(root: Path) -> dict[str, str]:

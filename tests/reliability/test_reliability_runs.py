@@ -311,3 +311,32 @@ def test_two_ingests_into_one_existing_root_at_once_keep_every_label(tiny_corpus
 
     listed = [len(readers.list_split(root, GENRE, split).examples) for split in ("train", "test")]
     assert sum(listed) == 66  # every label still names its clip and genre in the merged vocabulary
+
+
+# ------------------------------------------------------------------------------------------ own: kills at writes
+def test_a_build_killed_mid_write_is_rebuilt_and_its_leftovers_removed(tiny_corpus, tmp_path, outcome, monkeypatch):
+    from mgr_tf.core.config import DataConfig
+    from mgr_tf.data.prepare import prepare
+
+    root = copy_root(tiny_corpus, tmp_path / "root")
+    home = tmp_path / "home"
+    code = ("import sys; from mgr_tf.core.config import DataConfig; from mgr_tf.data.prepare import prepare; "
+            "prepare(DataConfig(data_dir=sys.argv[1], task='genre', features='fused', patch_frames=0))")
+    build = subprocess.Popen([sys.executable, "-c", code, str(root)], env=subprocess_env({"MGR_TF_HOME": str(home)}),
+                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while not list(home.rglob("incomplete.*")):
+            assert build.poll() is None and time.time() < deadline, "the build ended before it could be killed"
+            time.sleep(0.02)
+        build.send_signal(signal.SIGKILL)  # in the middle of writing its records
+    finally:
+        build.kill()
+        build.wait()
+    assert list(home.rglob("incomplete.*"))  # what the kill left
+    monkeypatch.setenv("MGR_TF_HOME", str(home))
+    prepared = prepare(DataConfig(data_dir=str(root), task="genre", features="fused", patch_frames=0))
+    right = (len(prepared.index["train"]["track_id"]), len(prepared.index["test"]["track_id"])) == (40, 20)
+    clean = not list(home.rglob("incomplete.*"))
+    outcome("own", "ok" if right and clean else ("lost" if not right else "silent"))
+    assert right and clean
