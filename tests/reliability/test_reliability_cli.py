@@ -104,3 +104,46 @@ def test_rerun_into_a_folder_of_another_configuration_is_refused(tiny_corpus, tm
     kind = outcome("3", ran.kind(str(out), "another configuration", "train.learning_rate: 0.01 -> 0.002"))
     assert kind == "clear", ran.err[-2000:]
     assert json.loads((out / "config.json").read_text()) == stored and not (out / "model.keras").exists()
+
+
+# ------------------------------------------------------------------------------------------ case 6 and 10: ingest CSVs
+def _audio_folder(tmp_path: Path, rows: list[str]) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    noise = (0.1 * np.random.default_rng(0).standard_normal(22050)).astype(np.float32)
+    for name in ("a.wav", "b.wav", "c.wav", "d.wav"):
+        sf.write(audio / name, noise, 22050)
+    sf.write(tmp_path / "secret.wav", noise, 22050)  # beside the audio folder, not in it
+    (audio / "labels.csv").write_text("path,genre\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return audio
+
+
+def test_ingest_rows_leading_outside_the_audio_folder_are_not_read(tmp_path, outcome):
+    from mgr_tf.audio.labels import read_labels
+    from mgr_tf.audio.tracks import IngestConfig
+
+    secret = tmp_path / "secret.wav"
+    audio = _audio_folder(tmp_path, ["a.wav,Rock", "b.wav,Jazz", "c.wav,Rock", "d.wav,Jazz", "../secret.wav,Rock",
+                                     f"{secret},Jazz", "sub/../../secret.wav,Rock"])
+    sets = read_labels(audio, [audio / "labels.csv"], IngestConfig(task="genre"))
+    label_set = sets[0] if isinstance(sets, list) else sets  # (one LabelSet before the label sets were listed)
+    read = {Path(track.path).name for track in label_set.tracks}
+    refused = [p for p in label_set.problems if "leads outside the audio folder" in p.reason]
+    lines = sorted(p.source.rsplit(":", 1)[1] for p in refused)
+    kind = "security" if "secret.wav" in read else ("clear" if lines == ["6", "7", "8"] else "unclear")
+    outcome("6", kind)
+    assert kind == "clear" and read == {"a.wav", "b.wav", "c.wav", "d.wav"}
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\x85", "\t"])
+def test_ingest_refuses_a_genre_name_the_readers_would_refuse(tmp_path, outcome, separator):
+    from mgr_tf.ingest import main
+
+    audio = _audio_folder(tmp_path, ["a.wav,Rock", f'b.wav,"Hip{separator}Hop"', "c.wav,Rock"])
+    ran = run_main(main, [audio, audio / "labels.csv", "--out", tmp_path / "root", "--quiet"])
+    kind = outcome("10", ran.kind("labels.csv:3", f"U+{ord(separator):04X}"))
+    assert kind == "clear", ran.err[-2000:]
+    assert not (tmp_path / "root" / "fma_genre_spectrograms" / "train_labels.txt").exists()

@@ -182,12 +182,13 @@ def test_rerun_with_other_data_or_lr_is_refused_and_the_run_kept(mel_export, tin
     other = copy_root(tiny_corpus, tmp_path / "other")
     base = [*TINY[:-2], "--features", "mel", "--epochs", "2", "--out", run, "--export", "none"]
     kinds = []
-    for flags, words in ((["--data-dir", other], "data_fingerprint"), (["--data-dir", tiny_corpus, "--lr", "0.01"],
-                                                                       "train.learning_rate")):
+    for flags, words in ((["--data-dir", other], "data_fingerprint"),
+                         (["--data-dir", tiny_corpus, "--lr", "0.01"], "train.learning_rate"),
+                         (["--data-dir", tiny_corpus, "--cnn-channels", "4", "8", "8"], "model.")):
         ran = run_main(main, [*base, *flags])
         kinds.append(ran.kind(str(run), "another configuration", words))
-    outcome("3", "clear" if kinds == ["clear", "clear"] else next(k for k in kinds if k != "clear"))
-    assert kinds == ["clear", "clear"]
+    outcome("3", "clear" if kinds == ["clear"] * 3 else next(k for k in kinds if k != "clear"))
+    assert kinds == ["clear"] * 3
     assert {p: (run / p).read_bytes() for p in before} == before
 
 
