@@ -60,7 +60,9 @@ def callbacks(run_dir: Path, phase: str, monitor: tuple[str, str], train: TrainC
     verbose_progress = 1 if sys.stdout.isatty() else 2
     backup = run_dir / "backup" / phase
     history = run_dir / f"history_{phase}.csv"
-    if not (backup / "training_metadata.json").is_file():
+    # (a distributed phase resumes from its own checkpoints, `mgr_tf.training.distributed`: its history stays too)
+    distributed_backup = run_dir / "backup" / f"{phase}_distributed" / "checkpoint"
+    if not (backup / "training_metadata.json").is_file() and not distributed_backup.is_file():
         history.unlink(missing_ok=True)
     tracked = [
         keras.callbacks.EarlyStopping(monitor=key, mode=mode, patience=train.patience,
