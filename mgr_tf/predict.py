@@ -5,6 +5,7 @@ collection (`mgr_tf.serving.batch`, `mgr_tf.serving.rows`; `--beam`: `mgr_tf.ser
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Sequence
 
@@ -115,8 +116,10 @@ def _check(parser: ArgumentParser, args) -> None:
         parser.error("--batch-size must be at least 1")
     if args.frame_cap < 1 or not args.size_cap_mb > 0:
         parser.error("--frame-cap and --size-cap-mb must be positive")
-    if args.min_seconds is not None and args.min_seconds < 0:
-        parser.error("--min-seconds must not be negative")
+    if args.min_seconds is not None and not (math.isfinite(args.min_seconds) and args.min_seconds >= 0):
+        parser.error(f"--min-seconds must be a number of seconds, 0 or more, got {args.min_seconds}")
+    if not (math.isfinite(args.silence_db) and args.silence_db <= 0):
+        parser.error(f"--silence-db must be a level in dBFS, 0 or below, got {args.silence_db}")
     if args.timeline and not args.out:
         parser.error("--timeline writes rows to --out FILE")
     if args.timeline and args.tags:

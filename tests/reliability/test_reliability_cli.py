@@ -52,7 +52,8 @@ def test_bad_flag_values_are_refused_before_any_work(tiny_corpus, tmp_path, outc
     assert not out.exists()
 
 
-@pytest.mark.parametrize("flags", [["--frame-cap", "0"], ["--size-cap-mb", "-1"], ["--batch-size", "0"]])
+@pytest.mark.parametrize("flags", [["--frame-cap", "0"], ["--size-cap-mb", "-1"], ["--batch-size", "0"],
+                                   ["--min-seconds", "nan"], ["--silence-db", "nan"], ["--silence-db", "6"]])
 def test_bad_predict_flags_are_refused_before_loading(tmp_path, outcome, flags):
     from mgr_tf.predict import main
 
