@@ -5,11 +5,12 @@ collection (`mgr_tf.serving.batch`, `mgr_tf.serving.rows`; `--beam`: `mgr_tf.ser
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Sequence
 
 from mgr_tf.core.cli import ArgumentParser, Progress, UserError, quiet_tensorflow, run_cli
-from mgr_tf.core.config import PRECISIONS
+from mgr_tf.core.config import DEFAULT_FRAME_CAP, DEFAULT_SIZE_CAP_MB, PRECISIONS
 from mgr_tf.core.rows import FORMATS, RowWriter
 from mgr_tf.data.inputs import list_inputs
 from mgr_tf.features.decode import SILENCE_DB
@@ -51,6 +52,12 @@ def build_parser() -> ArgumentParser:
                              "less 1 s, at most half the clip; with --tags any length)")
     parser.add_argument("--silence-db", type=float, default=SILENCE_DB,
                         help="refuse recordings whose peak is at or below this level, in dBFS (default: %(default)s)")
+    parser.add_argument("--frame-cap", type=int, default=DEFAULT_FRAME_CAP,
+                        help="refuse a .npy input longer than this many frames, from its header (default: "
+                             "%(default)s)")
+    parser.add_argument("--size-cap-mb", type=float, default=DEFAULT_SIZE_CAP_MB,
+                        help="refuse a .npy input holding more MiB of data than this once decompressed (default: "
+                             "%(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON document (with per-window values)")
     parser.add_argument("--top-k", type=int, default=3, help="genres (or tags) listed per input (default: %(default)s)")
     parser.add_argument("--tags", action="store_true",
@@ -107,8 +114,12 @@ def _check(parser: ArgumentParser, args) -> None:
         parser.error("--workers must be 0 (one per core) or more")
     if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
-    if args.min_seconds is not None and args.min_seconds < 0:
-        parser.error("--min-seconds must not be negative")
+    if args.frame_cap < 1 or not args.size_cap_mb > 0:
+        parser.error("--frame-cap and --size-cap-mb must be positive")
+    if args.min_seconds is not None and not (math.isfinite(args.min_seconds) and args.min_seconds >= 0):
+        parser.error(f"--min-seconds must be a number of seconds, 0 or more, got {args.min_seconds}")
+    if not (math.isfinite(args.silence_db) and args.silence_db <= 0):
+        parser.error(f"--silence-db must be a level in dBFS, 0 or below, got {args.silence_db}")
     if args.timeline and not args.out:
         parser.error("--timeline writes rows to --out FILE")
     if args.timeline and args.tags:
@@ -127,7 +138,8 @@ def _check(parser: ArgumentParser, args) -> None:
 def _options(args) -> dict:
     """The flags that choose and configure the model (`mgr_tf.serving.predictors.open_model`), as plain values."""
     return {"tags": args.tags, "precision": args.precision, "batch_size": args.batch_size,
-            "min_seconds": args.min_seconds, "silence_db": args.silence_db}
+            "min_seconds": args.min_seconds, "silence_db": args.silence_db, "frame_cap": args.frame_cap,
+            "size_cap_mb": args.size_cap_mb}
 
 
 def _print_results(model, paths: list[str], args, predict_inputs) -> int:

@@ -29,6 +29,7 @@ from mgr_tf.features.spectral import fused_features
 from mgr_tf.features.types import derive, get_feature_type
 from mgr_tf.models.build import INPUT_NAME
 from mgr_tf.serving.export import write_version
+from mgr_tf.serving.guards import checked_spectrogram, checked_waveform
 
 
 def _stft_settings(member) -> dict:
@@ -103,10 +104,10 @@ def export_ensemble(members: Sequence, models: Sequence, name: str, *, method: s
                 return out
 
             def serve(spectrogram):
-                return answer(spectrogram)
+                return answer(checked_spectrogram(spectrogram))
 
             def serve_waveform(waveform):
-                return answer(fused_features(waveform, fcfg))
+                return answer(fused_features(checked_waveform(waveform, fcfg.sample_rate), fcfg))
 
             archive.add_endpoint("serving_default", serve, input_signature=[
                 tf.TensorSpec([None, None, fused_bands], tf.float32, name=INPUT_NAME)])

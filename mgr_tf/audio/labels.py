@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import csv
 import math
+import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Sequence
 from mgr_tf.audio.tracks import AUDIO_EXTENSIONS, FMA_SUBSETS, KIND_TASKS, IngestConfig, LabelSet, Problem, Track
 from mgr_tf.core.cli import UserError
 from mgr_tf.core.published import EMOTIONS, GENRES_20
-from mgr_tf.data.layout import TARGET_NAME, check_target_names
+from mgr_tf.data.layout import TARGET_NAME, check_genre_name, check_target_names
 from mgr_tf.data.splits import stratified_split
 
 # FMA's set.split values -> the two splits of the layout.
@@ -157,8 +158,7 @@ def _genre_names(entries: list[dict], cfg: IngestConfig, where: Path, fma_metada
         for e in entries:
             if not e.get("genre"):
                 raise ValueError(f"{e['line']}: empty genre name (every line needs a genre)")
-            if any(c in e["genre"] for c in "\t\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
-                raise ValueError(f"{e['line']}: genre name {e['genre']!r} holds a tab or line break")
+            check_genre_name(e["genre"], str(e["line"]))  # the readers' rule: what ingest writes, they read
     names = tuple(sorted({e["genre"] for e in named}))
     if len(names) < 2:
         raise ValueError(f"{where}: a single genre {names[0]!r}: classification needs at least two"
@@ -370,6 +370,10 @@ def _labels_from_plain(path: Path, audio_dir: Path, cfg: IngestConfig) -> list[L
         entry = {"source": source, "path": audio_dir / source, "line": where,
                  "id": _safe_id(row["id"]) if row.get("id") else _plain_track_id(source),
                  "split": row.get("split") or None}
+        if not _inside(audio_dir, source):
+            problems.append(Problem(where, "bad label", f"path {source!r} leads outside the audio folder "
+                                                        f"{audio_dir} (paths are relative to it, without '..')"))
+            continue
         if entry["split"] not in (None, "train", "test"):
             problems.append(Problem(where, "bad label", f"split {entry['split']!r} is not train or test"))
             continue
@@ -380,6 +384,15 @@ def _labels_from_plain(path: Path, audio_dir: Path, cfg: IngestConfig) -> list[L
         entries.append(entry)
     return _finish(kinds, entries, problems, cfg, path, targets=targets if "emotion" in kinds else (),
                    ranges={t: r for t, r in ranges.items() if t in targets}, notes=notes)
+
+
+def _inside(audio_dir: Path, source: str) -> bool:
+    """Whether a CSV row's path names a file under the audio folder: not absolute, no '..' out of it (a label
+    file read from elsewhere must not make ingest read, and store, any file of the machine). Links inside the
+    folder may point anywhere: the folder is the user's own (a music library of links)."""
+    base = os.path.normpath(str(audio_dir))
+    full = os.path.normpath(os.path.join(base, source))
+    return not os.path.isabs(source) and (full == base or full.startswith(base + os.sep))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ the local run (`mgr_tf.audio.ingest`) and the Beam pipeline (`mgr_tf.audio.inges
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +95,7 @@ class IngestConfig:
                 raise ValueError(f"{name.replace('_', ' ')} must be one of {allowed}, got {value!r}")
         if not 0.0 <= self.test_fraction < 1.0:
             raise ValueError(f"test fraction must be in [0, 1), got {self.test_fraction}")
-        if self.min_seconds is not None and self.min_seconds <= 0:
+        if self.min_seconds is not None and not (math.isfinite(self.min_seconds) and self.min_seconds > 0):
             raise ValueError(f"min seconds must be positive, got {self.min_seconds}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")

@@ -23,6 +23,10 @@ T = TypeVar("T")
 FUSED_BANDS = 140
 FULL_FRAMES = 1293  # padding length used by published code on the full spectrograms
 BEAT_FRAMES = 129  # ... and on the beat-synchronous ones
+# Caps on one stored array (mgr_tf.data.readers.load_spectrogram), checked from its header before its data is read:
+# 100 000 frames is 39 minutes at the published 43 frames/s (a dataset clip has about 1 300).
+DEFAULT_FRAME_CAP = 100_000
+DEFAULT_SIZE_CAP_MB = 256
 SPEARMAN_METHODS = ("pairwise", "permutahedron")
 # How `TrainConfig.distribute` spreads training over devices and machines (mgr_tf.training.distributed).
 DISTRIBUTE_MODES = ("none", "mirrored", "multiworker", "auto")
@@ -123,6 +127,9 @@ class DataConfig:
             the data's label CSV); empty = all of them.
         train_fraction: the share of the training clips (after the validation split is carved) that trains the
             model, a stratified, seeded subset (learning curves: `python -m mgr_tf.cv --learning-curve`).
+        frame_cap: the most frames a stored array may have; a longer one is refused from its header, before its
+            data is decompressed (raise it for longer clips).
+        size_cap_mb: the most MiB of array data a stored array may hold once decompressed.
     """
 
     data_dir: str | None = None
@@ -144,11 +151,17 @@ class DataConfig:
     mixup: float = 0.0
     targets: tuple[str, ...] = ()
     train_fraction: float = 1.0
+    frame_cap: int = DEFAULT_FRAME_CAP
+    size_cap_mb: float = DEFAULT_SIZE_CAP_MB
 
     def __post_init__(self):
         _check(_finite(self.train_fraction) and 0.0 < self.train_fraction <= 1.0,
                f"train_fraction must be in (0, 1], got {self.train_fraction}")
         _check(len(set(self.targets)) == len(self.targets), f"targets are named twice: {list(self.targets)}")
+        _check(isinstance(self.frame_cap, int) and self.frame_cap >= 1,
+               f"frame_cap must be a positive number of frames, got {self.frame_cap}")
+        _check(_finite(self.size_cap_mb) and self.size_cap_mb > 0,
+               f"size_cap_mb must be a positive number of MiB, got {self.size_cap_mb}")
         _check(self.num_genres in (10, 20), f"num_genres must be 10 or 20, got {self.num_genres}")
         _check(self.patch_frames is None or self.patch_frames >= 0,
                f"patch_frames must be positive (0 = whole clips), got {self.patch_frames}")

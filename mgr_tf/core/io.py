@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -61,3 +61,35 @@ def locked(path: str | Path, what: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class LockHeld(RuntimeError):
+    """Another process holds the lock (`hold_lock`); `holder` says which ("pid 123")."""
+
+    def __init__(self, path: Path, holder: str):
+        super().__init__(f"{path}: held by {holder}")
+        self.holder = holder
+
+
+def hold_lock(path: str | Path) -> IO:
+    """Takes an exclusive lock on `path` (created) without waiting and returns the open file that holds it: the lock
+    lasts until that file is closed or the process ends, however it ends.
+
+    Raises:
+        LockHeld: another process holds it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise LockHeld(path, holder) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle

@@ -13,6 +13,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from mgr_tf.core.config import DEFAULT_FRAME_CAP, DEFAULT_SIZE_CAP_MB
 from mgr_tf.data.readers import load_spectrogram
 from mgr_tf.features.decode import Recording, silent, stream_audio, too_short, windows
 
@@ -70,6 +71,8 @@ class Reading:
         short_hint: what the user can do about a recording refused as too short (the command's flag).
         silence_db: recordings whose peak is at or below this level in dBFS are refused (None = never).
         block_seconds: audio decoded per block (memory stays flat whatever the recording's length).
+        frame_cap: a stored spectrogram longer than this (either axis) is refused from its header.
+        size_cap_mb: a stored spectrogram holding more MiB of data than this is refused from its header.
     """
 
     sample_rate: int
@@ -79,6 +82,8 @@ class Reading:
     short_hint: str = "use --min-seconds"
     silence_db: float | None = None
     block_seconds: float = 10.0
+    frame_cap: int = DEFAULT_FRAME_CAP
+    size_cap_mb: float = DEFAULT_SIZE_CAP_MB
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,8 @@ def read_input(path: str, reading: Reading) -> Iterator[Piece]:
     if file.is_file() and file.stat().st_size == 0:
         raise ValueError(f"{path}: empty file")
     if is_spectrogram(path):
-        yield Piece(0, 0.0, 0.0, load_spectrogram(file, num_bands=None), spectrogram=True)
+        array = load_spectrogram(file, num_bands=None, frame_cap=reading.frame_cap, size_cap_mb=reading.size_cap_mb)
+        yield Piece(0, 0.0, 0.0, array, spectrogram=True)
         return
     rate = reading.sample_rate
     window = None if reading.window_seconds is None else int(reading.window_seconds * rate)

@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from mgr_tf.core.config import to_dict
+from mgr_tf.core.config import DEFAULT_FRAME_CAP, DEFAULT_SIZE_CAP_MB, to_dict  # noqa: F401 (re-exported)
 from mgr_tf.core.io import write_json, write_text
 from mgr_tf.core.published import EMOTIONS
 
@@ -54,6 +54,39 @@ SPLITS: tuple[str, ...] = ("train", "test")
 
 SAMPLE_SUFFIX = ".fused.full.npy"
 FEATURES_FILE = "features.json"  # the FeatureConfig the root's arrays were made with
+VOCABULARY_FILE = "genres.txt"  # a genre sub-dataset's own genre names, one a line, in class-index order
+TARGET_RANGES_FILE = "targets.json"  # an emotion sub-dataset's target ranges mapped to [0, 1] by ingest
+# The metadata files a root's records depend on besides its label files and samples: in the fingerprint.
+ROOT_METADATA = (FEATURES_FILE,)
+SUB_DATASET_METADATA = (VOCABULARY_FILE, TARGET_RANGES_FILE)
+
+# DEFAULT_FRAME_CAP, DEFAULT_SIZE_CAP_MB (from the configs): caps on one stored array, checked from its .npy header
+# before its data is read or decompressed, so a small hostile file (a gzip "bomb") cannot take the memory and time
+# of a huge one; the flags --frame-cap and --size-cap-mb raise them.
+# No feature type stores values this large (log-mel and MFCC are in dB, chroma in [0, 1], waveforms in [-1, 1]):
+# a larger one is garbage (it overflows the normalisation), refused by the readers and the serving signatures.
+MAX_ABS_VALUE = 1e6
+# Characters a genre name cannot hold: tab and line breaks of any kind (a label file is split into lines and
+# fields by them) and other control characters.
+_BAD_NAME_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_genre_name(name: str, where: str) -> str:
+    """`name` if it can name a genre in a label file and `genres.txt`, else ValueError naming `where`.
+
+    One rule for the writers (ingest, the synthetic corpus) and the readers: a name that one writes the other reads.
+
+    Args:
+        name: the genre name (already stripped of surrounding spaces by a reader).
+        where: what the message names first (a file and line).
+    """
+    if not name.strip():
+        raise ValueError(f"{where}: blank genre name")
+    bad = _BAD_NAME_CHARACTERS.search(name)
+    if bad:
+        raise ValueError(f"{where}: genre name {name!r} holds the control or line-break character "
+                         f"U+{ord(bad.group()):04X}; rename the genre")
+    return name
 GENRE_HEADER = "Id\tGenre"
 EMOTION_ID = "Id"
 # Names a regression target may not take: the other keys of a dataset record, and the model's input.
@@ -164,8 +197,7 @@ def write_genre_labels(path: str | Path, rows: Iterable[tuple[str | int, str]]) 
     """
     lines = [GENRE_HEADER]
     for track_id, genre in rows:
-        if "\t" in str(genre) or "\n" in str(genre):
-            raise ValueError(f"{path}: genre name {genre!r} holds a tab or newline")
+        check_genre_name(str(genre), str(path))
         lines.append(f"{sample_name(track_id, gz=True)}\t{genre}")
     return _write_lines(path, lines)
 

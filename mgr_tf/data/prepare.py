@@ -1,9 +1,14 @@
 """Prepared records: a dataset root -> TFDS records built once (per root, sub-dataset and settings).
 
 Where prepared data goes: `mgr_tf.core.paths.cache_home() / "tfds" / <fingerprint>`, where the
-fingerprint is a short SHA-256 of the absolute root path, the sub-dataset, the label files' contents,
-the names/sizes/mtimes of the sample files, the builder version and the skip-bad flag. Two roots (or
-an edited root) never share prepared records, and a root is built once per sub-dataset.
+fingerprint is a short SHA-256 of the absolute root path, the sub-dataset, the contents of every metadata
+file the records depend on (label files, `genres.txt`, `targets.json`, `features.json`), the names/sizes/mtimes
+of the files in the split folders, the builder version, the skip-bad flag and the caps. The readers refuse any
+file outside the root (`mgr_tf.data.readers.check_inside`), so these cover every file the records come from:
+two roots (or an edited root) never share prepared records, and a root is built once per sub-dataset.
+
+A build holds a lock on its records folder: concurrent first uses of one root wait for the first build and then
+read it, and a build killed part-way leaves TFDS's `incomplete.*` folders, removed by the next build.
 
 Next to the TFDS records, `index-<config>.json` keeps the track ids and labels of each split in record
 order (read once after the build), so splits are decided in Python without decoding spectrograms.
@@ -15,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +28,7 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 
 from mgr_tf.core.config import DataConfig, FeatureConfig, from_dict
-from mgr_tf.core.io import write_json
+from mgr_tf.core.io import locked, write_json
 from mgr_tf.core.paths import cache_home, default_corpus_dir
 from mgr_tf.core.published import EMOTIONS, GENRES_20
 from mgr_tf.data import readers as mgr_io
@@ -99,28 +105,38 @@ def _corpus_complete(root: Path) -> bool:
 def fingerprint(root: str | Path, config: DataConfig | DataSpec) -> str:
     """Short hash identifying the prepared records of `config` read from `root`.
 
-    Covers the absolute root path, the sub-dataset, the label files' contents, the sample files'
-    names, sizes and modification times, the builder version and `skip_bad`.
+    Covers the absolute root path, the sub-dataset, the contents of its metadata files (label files,
+    genres.txt, targets.json, the root's features.json), the names, sizes and modification times of the files in
+    its split folders, the builder version, `skip_bad` and the caps.
 
     Args:
         root: dataset root.
         config: the data config.
+
+    Raises:
+        ValueError: a metadata file links outside the root.
     """
     spec = resolve(config)
     root = Path(root).resolve()
     sub = mgr_io.sub_dataset_dir(root, spec.sub_dataset)
+    data = spec.config
     digest = hashlib.sha256()
-    for part in (str(root), spec.sub_dataset, str(Builder.VERSION), f"skip_bad={spec.config.skip_bad}"):
+    for part in (str(root), spec.sub_dataset, str(Builder.VERSION), f"skip_bad={data.skip_bad}",
+                 f"caps={data.frame_cap},{data.size_cap_mb}"):
         digest.update(part.encode() + b"\0")
+    for path in mgr_io.root_metadata_files(root, spec.sub_dataset):
+        digest.update(f"{path.relative_to(root)}\0".encode() + path.read_bytes() + b"\0")
     for split in mgr_io.SPLITS:
-        labels = sub / f"{split}_labels.txt"
-        digest.update(labels.read_bytes() if labels.is_file() else b"<no labels>")
         split_dir = sub / split
         if split_dir.is_dir():
             with os.scandir(split_dir) as entries:
                 for entry in sorted(entries, key=lambda e: e.name):
-                    st = entry.stat()
-                    digest.update(f"{split}/{entry.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+                    try:
+                        st = entry.stat()
+                        state = f"{st.st_size}:{st.st_mtime_ns}"
+                    except OSError:  # a broken link: the reader names it if a label uses it
+                        state = "unreadable"
+                    digest.update(f"{split}/{entry.name}:{state}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -145,10 +161,23 @@ def prepare(config: DataConfig | DataSpec) -> _Prepared:
     check_encoder_input(root, spec)
     data_dir = cache_home() / "tfds" / fp
     vocabulary = mgr_io.genre_vocabulary(root, spec.sub_dataset) if spec.task.classification else ()
+    with locked(data_dir / f".build-{name}.lock", f"the prepared records {data_dir} ({name})"):
+        prepared = _build_locked(spec, root, name, fp, data_dir, vocabulary)
+    _PREPARED[key] = prepared
+    return prepared
+
+
+def _build_locked(spec: DataSpec, root: Path, name: str, fp: str, data_dir: Path, vocabulary: tuple[str, ...]
+                  ) -> _Prepared:
+    """`prepare` under the records folder's lock: builds unless another process has, then reads the index."""
+    config = spec.config
+    # Made under the lock: a builder made before it would not see the records another process has just written.
     builder = Builder(config=name, data_dir=str(data_dir), skip_bad=config.skip_bad,
-                      genre_names=vocabulary or GENRES_20, targets=spec.targets or EMOTIONS)
+                      genre_names=vocabulary or GENRES_20, targets=spec.targets or EMOTIONS,
+                      frame_cap=config.frame_cap, size_cap_mb=config.size_cap_mb)
     summary_path = data_dir / f"build_summary-{name}.json"
     if not builder.is_prepared():
+        _remove_incomplete(Path(builder.data_dir).parent)
         # Validate the label files before TFDS starts, so errors come out as one clear line.
         for split in mgr_io.SPLITS:
             mgr_io.list_split(root, spec.sub_dataset, split, skip_bad=config.skip_bad)
@@ -168,10 +197,17 @@ def prepare(config: DataConfig | DataSpec) -> _Prepared:
             print(f"mgr_tf:   skipped {line}", file=sys.stderr)
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"skipped": []}
     index = _read_index(builder, data_dir / f"index-{name}.json")
-    prepared = _Prepared(builder, root, fp, data_dir, index, tuple(summary["skipped"]), vocabulary,
-                         dataclasses.replace(data_feature_config(root), n_mfcc=config.n_mfcc))
-    _PREPARED[key] = prepared
-    return prepared
+    return _Prepared(builder, root, fp, data_dir, index, tuple(summary["skipped"]), vocabulary,
+                     dataclasses.replace(data_feature_config(root), n_mfcc=config.n_mfcc))
+
+
+def _remove_incomplete(version_parent: Path) -> None:
+    """Removes the `incomplete.*` folders a killed build left beside its version folder (TFDS writes a build
+    there and renames it when done); called under the build lock, so no live build owns them."""
+    if version_parent.is_dir():
+        for stale in version_parent.glob("incomplete.*"):
+            print(f"mgr_tf: removing {stale}, left by a build that was stopped", file=sys.stderr, flush=True)
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def data_feature_config(root: str | Path) -> FeatureConfig:
@@ -179,6 +215,7 @@ def data_feature_config(root: str | Path) -> FeatureConfig:
     path = Path(root) / FEATURES_FILE
     if not path.is_file():
         return FeatureConfig()
+    mgr_io.check_inside(root, path, "feature settings file")
     try:
         return from_dict(FeatureConfig, json.loads(path.read_text()))
     except (ValueError, TypeError) as exc:

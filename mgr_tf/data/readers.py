@@ -9,31 +9,36 @@ name `.npy.gz` files while many copies hold plain `.npy`: readers accept whichev
 Every problem is reported as one message naming the file (and the line for label files). With
 `skip_bad=True`, example-level problems are collected as `Skipped` records instead of raised, so a
 build can go on and report them in its summary.
+
+What a root may reference: files inside it. A label line names a file of its split folder (no folders, no
+absolute paths), and every file read (samples, encoder inputs, label files, `genres.txt`, `features.json`) must
+lie inside the root once symlinks are resolved (`check_inside`), so that the fingerprint of the prepared records
+(`mgr_tf.data.prepare.fingerprint`), which covers the root's folders, covers every file the records came from.
+An array is read from its .npy header first: its size is checked against the caps before its data is
+decompressed.
 """
 
 from __future__ import annotations
 
-import gzip
-import io as _io
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from mgr_tf.core.config import FUSED_BANDS
 from mgr_tf.core.published import GENRES_20
+from mgr_tf.data.arrays import load_spectrogram, resolve_sample_path  # noqa: F401 (re-exported)
 from mgr_tf.data.layout import (
     EMOTION_ID,
+    ROOT_METADATA,
     SAMPLE_SUFFIX,
     SPLITS,
+    SUB_DATASET_METADATA,
     SUB_DATASETS,
+    VOCABULARY_FILE,
+    check_genre_name,
     check_target_names,
     encoder_sample_name,
     labels_name,
 )
 
-_GZIP_MAGIC = b"\x1f\x8b"
 # Name endings stripped (longest first) to get a track id from a file or label name.
 _ID_SUFFIXES = (".fused.full.npy.gz", ".fused.full.npy", ".npy.gz", ".npy")
 
@@ -106,89 +111,51 @@ def track_id_from_name(name: str) -> str:
     return name
 
 
-def resolve_sample_path(path: str | Path) -> Path:
-    """The existing file among `path`, its `.gz` twin and its un-gzipped twin.
+def check_inside(root: str | Path, path: str | Path, what: str = "file") -> Path:
+    """`path` if it lies inside the dataset root once symlinks are resolved, else ValueError naming both.
+
+    The one rule of what a root may reference: its records are fingerprinted from its own folders, so a file
+    reached through a link to elsewhere would be read from outside the data and never seen to change.
 
     Args:
-        path: a sample path ending in `.npy` or `.npy.gz`.
-
-    Raises:
-        FileNotFoundError: neither variant exists (both names are given).
+        root: the dataset root.
+        path: a file the root uses (its label files, metadata, samples).
+        what: what the file is, for the message.
     """
-    path = Path(path)
-    if path.name.endswith(".npy.gz"):
-        candidates = [path, path.with_name(path.name[:-3])]
-    elif path.name.endswith(".npy"):
-        candidates = [path, path.with_name(path.name + ".gz")]
-    else:
-        candidates = [path]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    tried = " or ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"{tried}: spectrogram file not found")
+    real_root = Path(root).resolve()
+    real = Path(path).resolve()
+    if real != real_root and real_root not in real.parents:
+        raise ValueError(f"{path}: this {what} links to {real}, outside the dataset root {real_root} (a root may only "
+                         "reference files inside it)")
+    return Path(path)
 
 
-def load_spectrogram(path: str | Path, *, num_bands: int | None = FUSED_BANDS) -> np.ndarray:
-    """Loads one spectrogram array, stored (bands, time), as float32.
+def root_metadata_files(root: str | Path, sub_dataset: str) -> list[Path]:
+    """The files besides the samples that a sub-dataset's records depend on and that exist: its label files,
+    `genres.txt`, `targets.json` and the root's `features.json`, each checked to lie inside the root."""
+    root = Path(root)
+    sub = root / sub_dataset
+    candidates = [root / name for name in ROOT_METADATA]
+    candidates += [sub / labels_name(split) for split in SPLITS] + [sub / name for name in SUB_DATASET_METADATA]
+    return [check_inside(root, p, "metadata file") for p in candidates if p.exists()]
 
-    Accepts `.npy` and gzip-compressed `.npy.gz`, whichever of the two exists.
 
-    Args:
-        path: the sample file (either suffix).
-        num_bands: expected number of rows (140 = 128 mel + 12 chroma); None = any.
+def _text_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file (a byte-order mark dropped), split at newlines only (\\n or \\r\\n).
 
-    Returns:
-        float32 array of shape (num_bands, time), time >= 1, all values finite.
-
-    Raises:
-        FileNotFoundError: no such file (either suffix).
-        ValueError: the file is not gzip though named .gz, is truncated or not a .npy array, or
-            holds an array of the wrong rank, band count, zero length or non-finite values.
+    Not `str.splitlines`, which also splits inside a line at U+2028, form feeds and other separators: the label
+    files are written one record per "\\n".
     """
-    path = resolve_sample_path(path)
-    raw = path.read_bytes()
-    if not raw:
-        raise ValueError(f"{path}: empty file (0 bytes)")
-    if path.name.endswith(".gz"):
-        if raw[:2] != _GZIP_MAGIC:
-            raise ValueError(f"{path}: named .gz but is not a gzip file")
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from None
     try:
-        array = np.load(_io.BytesIO(raw), allow_pickle=False)
-    except Exception as exc:  # numpy raises ValueError, EOFError or OSError for bad headers/data
-        raise ValueError(f"{path}: not a readable .npy array, truncated or corrupt ({exc})") from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
-        raise ValueError(f"{path}: expected a numeric array, got dtype {getattr(array, 'dtype', type(array))}")
-    if array.ndim != 2:
-        raise ValueError(f"{path}: expected a 2-D (bands, time) array, got shape {array.shape}")
-    if num_bands is not None and array.shape[0] != num_bands:
-        raise ValueError(
-            f"{path}: expected {num_bands} bands"
-            f"{' (rows: 128 mel + 12 chroma)' if num_bands == FUSED_BANDS else ''}, got shape {array.shape}"
-        )
-    if array.shape[1] == 0:
-        raise ValueError(f"{path}: empty spectrogram (0 frames)")
-    array = array.astype(np.float32, copy=False)
-    if not np.isfinite(array).all():
-        bad = int(np.size(array) - np.isfinite(array).sum())
-        raise ValueError(f"{path}: {bad} NaN/Inf value(s)")
-    return array
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
 
 def _data_lines(path: Path) -> list[tuple[int, str]]:
     """(line number, text) of the non-blank lines of a text file."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
-    return [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
-
-
-VOCABULARY_FILE = "genres.txt"
+    return [(i, line.strip()) for i, line in enumerate(_text_lines(path), start=1) if line.strip()]
 
 
 def genre_vocabulary(root: str | Path, sub_dataset: str) -> tuple[str, ...]:
@@ -207,14 +174,14 @@ def genre_vocabulary(root: str | Path, sub_dataset: str) -> tuple[str, ...]:
     path = Path(root) / sub_dataset / VOCABULARY_FILE
     if not path.is_file():
         return GENRES_20
-    names = [line.strip() for line in path.read_text().splitlines()]
+    check_inside(root, path, "genre vocabulary")
+    names = [line.strip() for line in _text_lines(path)]
     while names and not names[-1]:
         names.pop()
     if not names:
         raise ValueError(f"{path}: empty genre vocabulary (expected one genre name per line)")
     for no, name in enumerate(names, start=1):
-        if not name:
-            raise ValueError(f"{path}:{no}: blank genre name")
+        check_genre_name(name, f"{path}:{no}")
         if names.index(name) != no - 1:
             raise ValueError(f"{path}:{no}: genre {name!r} is listed twice")
     if len(names) < 2:
@@ -254,6 +221,7 @@ def read_genre_labels(path: str | Path, *, skip_bad: bool = False, vocabulary: t
         if len(parts) != 2:
             raise ValueError(f"{path}:{no}: expected '<id>.fused.full.npy.gz<TAB><Genre>' (one tab), got {line!r}")
         name, genre = parts[0].strip(), parts[1].strip()
+        check_genre_name(genre, f"{path}:{no}")
         if genre not in vocabulary:
             hint = (f"one of the 20 FMA genres: {', '.join(GENRES_20)}; for another label set, list its names "
                     f"in {path.parent / VOCABULARY_FILE}, one per line" if vocabulary == GENRES_20 else
@@ -442,6 +410,8 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
     genre = is_genre_sub_dataset(sub_dataset)
     examples: list[Example] = []
     skipped: list[Skipped] = []
+    if labels.exists():
+        check_inside(root, labels, "label file")
     if not labels.is_file():
         if split == "train":
             raise FileNotFoundError(f"{labels}: missing label file of the train split of {sub_dataset}")
@@ -451,8 +421,13 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
         if not names:
             raise ValueError(f"{split_dir}: empty split (no <id>{SAMPLE_SUFFIX}[.gz] files and no {labels.name})")
         for track_id in names:
-            examples.append(Example(track_id, resolve_sample_path(split_dir / (track_id + SAMPLE_SUFFIX)),
-                                    labelled=False))
+            path = resolve_sample_path(split_dir / (track_id + SAMPLE_SUFFIX))
+            try:
+                examples.append(Example(track_id, check_inside(root, path, "sample"), labelled=False))
+            except ValueError as exc:
+                if not skip_bad:
+                    raise
+                skipped.append(Skipped.from_error(str(path), exc))
         listing_labelled = False
     else:
         if genre:
@@ -464,12 +439,14 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
             track_id = track_id_from_name(name)
             file_name = name if name.endswith((".npy", ".npy.gz")) else track_id + SAMPLE_SUFFIX
             try:
-                path = resolve_sample_path(split_dir / file_name)
-            except FileNotFoundError as exc:
-                message = f"{labels}:{no}: names a missing file ({exc})"
+                path = check_inside(root, resolve_sample_path(split_dir / _plain_file_name(file_name, labels, no)),
+                                    "sample")
+            except (FileNotFoundError, ValueError) as exc:
+                missing = isinstance(exc, FileNotFoundError)
+                reason = f"names a missing file ({exc})" if missing else str(exc).split(": ", 1)[-1]
                 if not skip_bad:
-                    raise FileNotFoundError(message) from None
-                skipped.append(Skipped(f"{labels}:{no}", f"names a missing file ({exc})"))
+                    raise (FileNotFoundError if missing else ValueError)(f"{labels}:{no}: {reason}") from None
+                skipped.append(Skipped(f"{labels}:{no}", reason))
                 continue
             if genre:
                 examples.append(Example(track_id, path, genre=label))
@@ -491,6 +468,14 @@ def list_split(root: str | Path, sub_dataset: str, split: str, *, skip_bad: bool
         raise ValueError(f"{labels if listing_labelled else split_dir}: empty split (no usable examples"
                          f"{'; ' + str(len(skipped)) + ' skipped' if skipped else ''})")
     return SplitListing(tuple(examples), listing_labelled, tuple(skipped))
+
+
+def _plain_file_name(name: str, labels: Path, no: int) -> str:
+    """`name` if it names a file of the label file's split folder (no folder, not absolute), else ValueError."""
+    if "/" in name or "\\" in name or "\0" in name or name in (".", "..") or Path(name).is_absolute():
+        raise ValueError(f"{labels}:{no}: {name!r} is not a file name of the split folder (a label names "
+                         f"<id>{SAMPLE_SUFFIX}[.gz] in it, without folders)")
+    return name
 
 
 def has_encoder_input(root: str | Path, sub_dataset: str, encoder: str) -> bool:

@@ -12,20 +12,29 @@ Signatures:
 - `serving_fused` (feature types derived from the stored fused arrays, other than fused itself): the
   fused (batch, time, 140) arrays, the feature type derived in the graph.
 
+Each signature checks its input in the graph first (`mgr_tf.serving.guards`): NaN, Inf, absurd values, empty or
+all-padding spectrograms and too short or silent waveforms get an error status (TF Serving: HTTP 400), not a genre.
+
 Each version is written to a hidden temporary folder beside its final place and renamed in one step,
-so a server polling the model folder never sees a half-written version. `assets/` holds `labels.txt`
-(class names), `config.json` (everything needed to rebuild the run) and `metrics.json`.
+so a server polling the model folder never sees a half-written version; the temporary folders of killed exports
+(`.tmp-<host>-<pid>-*`, their process gone) are removed by the next export. `assets/` holds `labels.txt`
+(class names), `config.json` (everything needed to rebuild the run) and `metrics.json`. The versions under one
+name answer alike: a version whose task, outputs or input differ from the latest one's is refused
+(`check_interface`), since a server would switch to it without its clients knowing.
 
 `python -m mgr_tf.export RUN_DIR [--name NAME] [--root DIR]` (`export_run`) exports a finished run's model again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -38,10 +47,16 @@ from mgr_tf.core.cli import UserError
 from mgr_tf.core.config import DataConfig, FeatureConfig, from_dict
 from mgr_tf.core.io import write_json
 from mgr_tf.core.paths import DEFAULT_EXPORT_ROOT
+from mgr_tf.core.paths import check_export_name as _check_export_name
 from mgr_tf.features.spectral import AudioFeatures
 from mgr_tf.models import get_feature_type
 from mgr_tf.models.build import INPUT_NAME, load_keras_model
+from mgr_tf.serving.guards import checked_spectrogram, checked_waveform
 from mgr_tf.tasks import Task, task_of_outputs
+
+# What the clients of an export rely on: the versions under one name must agree on these (`check_interface`).
+INTERFACE_KEYS = ("kind", "task", "class_names", "targets", "tags", "num_bands", "features")
+_STALE_SECONDS = 24 * 3600  # a temporary folder without a process id (older versions) is stale after a day
 
 
 def next_version(model_root: Path) -> int:
@@ -62,9 +77,10 @@ def _add_waveform_endpoint(archive, model, task, class_names, feature_config, fe
     else:
         extractor = AudioFeatures.from_feature_config(feature_config, bands=features)
     archive.track(extractor)
+    rate = spec.sample_rate(feature_config or FeatureConfig())
 
     def serve_waveform(waveform):
-        spectrogram = extractor(waveform)
+        spectrogram = extractor(checked_waveform(waveform, rate))
         return _named_outputs(task, model({INPUT_NAME: spectrogram}, training=False), class_names)
 
     archive.add_endpoint("serving_waveform", serve_waveform,
@@ -76,8 +92,8 @@ def _add_fused_endpoint(archive, model, task, class_names, feature_config, featu
     cfg = feature_config or FeatureConfig()
 
     def serve_fused(spectrogram):
-        return _named_outputs(task, model({INPUT_NAME: get_feature_type(features).derive(spectrogram, cfg)}, training=False),
-                              class_names)
+        derived = get_feature_type(features).derive(checked_spectrogram(spectrogram), cfg)
+        return _named_outputs(task, model({INPUT_NAME: derived}, training=False), class_names)
 
     archive.add_endpoint("serving_fused", serve_fused, input_signature=[
         tf.TensorSpec([None, None, cfg.n_mels + cfg.n_chroma], tf.float32, name=INPUT_NAME)])
@@ -115,7 +131,8 @@ def export_model(model, name: str, *, task: str | Task, class_names: Sequence[st
             archive.track(model)
 
             def serve(spectrogram):
-                return _named_outputs(task, model({INPUT_NAME: spectrogram}, training=False), class_names)
+                return _named_outputs(task, model({INPUT_NAME: checked_spectrogram(spectrogram)}, training=False),
+                                      class_names)
 
             archive.add_endpoint("serving_default", serve,
                                  input_signature=[tf.TensorSpec([None, None, num_bands], tf.float32,
@@ -136,10 +153,80 @@ def export_model(model, name: str, *, task: str | Task, class_names: Sequence[st
 
 
 def check_export_name(name: str) -> str:
-    """`name` if it is a plain folder name (TF Serving's model name), else a UserError."""
-    if not name or "/" in name or name.startswith("."):
-        raise UserError(f"bad export name {name!r}: use a plain folder name")
-    return name
+    """`name` if it can name an export (`mgr_tf.core.paths.check_export_name`), else a UserError."""
+    try:
+        return _check_export_name(name)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def interface(config: Mapping) -> dict:
+    """The part of an export's config.json its clients rely on (`INTERFACE_KEYS`): task, outputs and input."""
+    found = {key: config.get(key) for key in INTERFACE_KEYS}
+    found["features"] = (config.get("data") or {}).get("features", config.get("features"))
+    return {key: list(value) if isinstance(value, (list, tuple)) else value for key, value in found.items()}
+
+
+def check_interface(model_root: str | Path, config: Mapping) -> None:
+    """Refuses a new version of `model_root` that would answer other than its latest version does.
+
+    TF Serving loads the highest version as soon as it appears: a version with other classes (in another order),
+    other targets, another task or another input would change every client's answers without a word.
+
+    Args:
+        model_root: the export's model folder (its versions inside).
+        config: the new version's config (a run's config.json, or an export's assets/config.json).
+
+    Raises:
+        UserError: the latest version's assets/config.json says otherwise (naming the first difference).
+    """
+    model_root = Path(model_root)
+    latest = next_version(model_root) - 1
+    path = model_root / str(latest) / "assets" / "config.json"
+    if latest < 1 or not path.is_file():
+        return
+    try:
+        served = interface(json.loads(path.read_text()))
+    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+        return  # not an mgr_tf export's config: nothing to compare with
+    new = interface(config)
+    for key in INTERFACE_KEYS:
+        if served[key] != new[key]:
+            raise UserError(f"{model_root}/{latest} serves {key} {served[key]!r}, this model {new[key]!r}: versions "
+                            "under one name must answer alike (a server switches to the newest unannounced); export "
+                            f"under another name, or move {model_root} away")
+
+
+def _temporary_folder(model_root: Path) -> Path:
+    """A new temporary folder name beside the versions, naming this host and process (for `_remove_stale`)."""
+    return model_root / f".tmp-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _host() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _remove_stale(model_root: Path) -> None:
+    """Removes the temporary folders of exports killed part-way: this host's whose process is gone, and older
+    ones (without a process id) after a day. Another live export's folder is left alone."""
+    for tmp in model_root.glob(".tmp-*"):
+        parts = tmp.name.split("-")
+        if len(parts) == 4 and parts[2].isdigit():
+            if parts[1] != _host() or _alive(int(parts[2])):
+                continue
+        elif time.time() - tmp.stat().st_mtime < _STALE_SECONDS:
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_version(model_root: Path, write, *, labels: Sequence[str], config: Mapping,
@@ -160,8 +247,10 @@ def write_version(model_root: Path, write, *, labels: Sequence[str], config: Map
         targets: regression output names, written to assets/targets.txt one a line (none: no file).
     """
     model_root = Path(model_root)
+    check_interface(model_root, config)
     model_root.mkdir(parents=True, exist_ok=True)
-    tmp = model_root / f".tmp-{uuid.uuid4().hex[:8]}"
+    _remove_stale(model_root)
+    tmp = _temporary_folder(model_root)
     try:
         write(tmp)
         cudnn = find_ops(tmp, "Cudnn")
@@ -175,6 +264,7 @@ def write_version(model_root: Path, write, *, labels: Sequence[str], config: Map
             (assets / "targets.txt").write_text("".join(f"{name}\n" for name in targets))
         write_json(assets / "config.json", dict(config))
         write_json(assets / "metrics.json", dict(metrics or {}))
+        check_interface(model_root, config)  # again: another export may have added a version meanwhile
         while True:
             final = model_root / str(next_version(model_root))
             try:
@@ -191,11 +281,8 @@ def write_version(model_root: Path, write, *, labels: Sequence[str], config: Map
 def export_run(run_dir: Path, *, name: str | None = None, root: str = "exported_models", metrics=None) -> Path:
     """Exports a run's `model.keras` as the next SavedModel version, from a CPU-only process if a GPU is visible."""
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise UserError(f"{run_dir}: not a training run folder (no config.json)")
-    config = json.loads(config_path.read_text())
-    name = name or config.get("export_name") or run_dir.name
+    config = read_run_config(run_dir)
+    name = check_export_name(name or config.get("export_name") or run_dir.name)
     if tf.config.list_physical_devices("GPU"):
         # An LSTM traced on a GPU is exported with cuDNN-only ops that CPU serving cannot run.
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1"}
@@ -206,13 +293,39 @@ def export_run(run_dir: Path, *, name: str | None = None, root: str = "exported_
         report = run_dir / "report.json"
         metrics = json.loads(report.read_text())["metrics"] if report.exists() else {}
     model = load_keras_model(run_dir)
-    data = from_dict(DataConfig, config["data"])
+    try:
+        data = from_dict(DataConfig, config["data"])
+        features = from_dict(FeatureConfig, config["features"])
+    except ValueError as exc:
+        raise UserError(f"{run_dir / 'config.json'}: {exc}") from None
     return export_model(model, name, task=config["task"], class_names=config["class_names"],
                         num_bands=config["num_bands"], config=config, metrics=metrics, root=root,
-                        waveform=not data.beat, feature_config=from_dict(FeatureConfig, config["features"]),
-                        features=data.features, targets=config.get("targets"))
+                        waveform=not data.beat, feature_config=features, features=data.features,
+                        targets=config.get("targets"))
 
 
+
+
+RUN_CONFIG_KEYS = ("data", "features", "task", "class_names", "num_bands")  # what an export of a run reads
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """A run folder's config.json, with one clear line when it is missing, not JSON or lacks what an export reads.
+
+    Raises:
+        UserError: naming the file and the problem.
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a training run folder (no config.json)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not a JSON file ({exc})") from None
+    missing = [key for key in RUN_CONFIG_KEYS if not isinstance(config, dict) or key not in config]
+    if missing:
+        raise UserError(f"{path}: lacks {', '.join(missing)} (not a run's config.json written by mgr_tf.train)")
+    return config
 
 
 def find_ops(saved_model_dir: str | Path, fragment: str) -> set[str]:
@@ -250,8 +363,11 @@ def read_export_config(model_dir: Path) -> dict:
     """The `assets/config.json` of an export, with a clear error when it is missing or corrupt."""
     path = Path(model_dir) / "assets" / "config.json"
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path}: missing; this SavedModel was not exported by mgr_tf") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: corrupt JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    return config

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from mgr_tf.core.cli import UserError
-from mgr_tf.core.config import FUSED_BANDS, FeatureConfig, from_dict
+from mgr_tf.core.config import DEFAULT_FRAME_CAP, DEFAULT_SIZE_CAP_MB, FUSED_BANDS, FeatureConfig, from_dict
 from mgr_tf.core.parallel import default_workers
 from mgr_tf.data.inputs import SPECTROGRAM_SUFFIXES, Piece, Reading, is_spectrogram
 from mgr_tf.data.readers import load_spectrogram
@@ -46,24 +46,34 @@ class Predictor:
             1 s, at most half the clip).
         silence_db: recordings whose peak is at or below this level (dBFS) are refused.
         batch_size: windows per model call.
+        frame_cap: a `.npy` input longer than this many frames is refused from its header.
+        size_cap_mb: a `.npy` input holding more MiB of data than this is refused from its header.
     """
 
     def __init__(self, model_dir: str | Path, *, min_seconds: float | None = None, silence_db: float = SILENCE_DB,
-                 batch_size: int = BATCH_SIZE):
+                 batch_size: int = BATCH_SIZE, frame_cap: int = DEFAULT_FRAME_CAP,
+                 size_cap_mb: float = DEFAULT_SIZE_CAP_MB):
         self.model_dir = resolve_model_dir(model_dir)
         self.config = read_export_config(self.model_dir)
         try:
             self.loaded = tf.saved_model.load(str(self.model_dir))
         except Exception as exc:  # a corrupt SavedModel raises several error types
             raise UserError(f"{self.model_dir}: cannot load the SavedModel ({type(exc).__name__}: {exc})") from None
-        self.task = self.config["task"]
-        self.task_obj = task_of_outputs(self.task, self.config.get("targets"))
+        config_path = self.model_dir / "assets" / "config.json"
+        try:
+            self.task = self.config["task"]
+            self.task_obj = task_of_outputs(self.task, self.config.get("targets"))
+            self.num_bands = int(self.config["num_bands"])
+            self.features = self.config["data"]["features"]
+            self.beat = bool(self.config["data"]["beat"])
+            self.feature_config = from_dict(FeatureConfig, self.config["features"])
+        except KeyError as exc:
+            raise UserError(f"{config_path}: lacks {exc} (not a genre or emotion export; a tagger export needs "
+                            "--tags)") from None
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{config_path}: {exc}") from None
         self.classification = self.task_obj.classification
         self.class_names = list(self.config.get("class_names", []))
-        self.num_bands = int(self.config["num_bands"])
-        self.features = self.config["data"]["features"]
-        self.beat = bool(self.config["data"]["beat"])
-        self.feature_config = from_dict(FeatureConfig, self.config["features"])
         # serving_waveform's rate: the feature config's, or the encoder front end's (musicnn: 16 kHz).
         self.sample_rate = int(self.config.get("waveform_sample_rate", self.feature_config.sample_rate))
         self.spectrogram_fn = self.loaded.signatures["serving_default"]
@@ -77,21 +87,29 @@ class Predictor:
         self.reading = Reading(self.sample_rate if self.waveform_fn is not None else self.feature_config.sample_rate,
                                window_seconds=clip, min_tail_seconds=MIN_TAIL_SECONDS,
                                min_seconds=shortest_seconds(clip, min_seconds), silence_db=silence_db,
-                               short_hint="use --min-seconds")
+                               short_hint="use --min-seconds", frame_cap=frame_cap, size_cap_mb=size_cap_mb)
 
     # ------------------------------------------------------------------ inputs
     def spectrogram_from_file(self, path: Path) -> np.ndarray:
         """A (time, bands) array for this model from a `.npy`/`.npy.gz` file in either orientation."""
-        return self.spectrogram_from_array(load_spectrogram(path, num_bands=None), path)
+        array = load_spectrogram(path, num_bands=None, frame_cap=self.reading.frame_cap,
+                                 size_cap_mb=self.reading.size_cap_mb)
+        return self.spectrogram_from_array(array, path)
 
     def spectrogram_from_array(self, array: np.ndarray, path: str | Path) -> np.ndarray:
-        """A (time, bands) array for this model from a stored spectrogram in either orientation (`path` names it)."""
-        wanted = (self.num_bands, FUSED_BANDS)
-        if array.shape[0] in wanted:
-            array = array.T
-        elif array.shape[1] not in wanted:
+        """A (time, bands) array for this model from a stored spectrogram in either orientation (`path` names it).
+
+        Where only one reading fits (an axis of the model's bands, or of the 140 fused bands), it is taken. Where
+        both an array of the model's bands and a fused one fit (e.g. (140, 128) for a mel model: 128 fused frames,
+        or 140 frames of 128 mel bands), the fused reading is taken only if its 12 chroma rows are chroma (within
+        [0, 1]); otherwise the model's bands, first axis first (the stored (bands, time) convention).
+        """
+        bands_first = _orientation(array, self.num_bands)
+        if bands_first is None:
             raise UserError(f"{path}: shape {array.shape} has no axis of {self.num_bands} bands "
                             f"({self.features}) or {FUSED_BANDS} (fused), which this model takes")
+        if bands_first:
+            array = array.T
         if array.shape[1] == FUSED_BANDS and self.num_bands != FUSED_BANDS:
             if get_feature_type(self.features).stored:
                 raise UserError(f"{path}: a fused array cannot feed this model: its {self.features} input is "
@@ -156,6 +174,20 @@ class Predictor:
 
     def _summarise(self, outputs: list[dict]) -> dict:
         return summarise_predictions(self.classification, outputs, self.class_names)
+
+
+def _orientation(array: np.ndarray, num_bands: int) -> bool | None:
+    """Whether a 2-D stored array is (bands, time) (True) or (time, bands) (False) for a model of `num_bands`
+    bands, which also takes the 140 fused bands; None when no axis fits (see `Predictor.spectrogram_from_array`)."""
+    own = [axis for axis in (0, 1) if array.shape[axis] == num_bands]
+    fused = [axis for axis in (0, 1) if array.shape[axis] == FUSED_BANDS and num_bands != FUSED_BANDS]
+    if own and fused:
+        chroma = np.take(array, np.arange(FUSED_BANDS - 12, FUSED_BANDS), axis=fused[0])
+        if float(chroma.min()) >= 0.0 and float(chroma.max()) <= 1.0:
+            return fused[0] == 0
+    if own or fused:
+        return (own or fused)[0] == 0
+    return None
 
 
 def summarise_predictions(classification: bool, outputs: Sequence[Mapping], class_names: Sequence[str]) -> dict:

@@ -8,7 +8,8 @@ from mgr_tf.serving.tagger import TagPredictor
 
 
 def open_model(model_dir: str, *, tags: bool = False, precision: str = "float32", batch_size: int | None = None,
-               min_seconds: float | None = None, silence_db: float | None = None):
+               min_seconds: float | None = None, silence_db: float | None = None, frame_cap: int | None = None,
+               size_cap_mb: float | None = None):
     """The `Predictor` or `TagPredictor` the flags describe.
 
     Args:
@@ -18,9 +19,11 @@ def open_model(model_dir: str, *, tags: bool = False, precision: str = "float32"
         batch_size: examples per model call (None = the model's default).
         min_seconds: recordings shorter than this are refused (None = the model's default).
         silence_db: recordings whose peak is at or below this level (dBFS) are refused (None = the default).
+        frame_cap, size_cap_mb: the caps on a `.npy` input (None = the defaults); a tagger takes audio only.
     """
     options = {"min_seconds": min_seconds}
     options.update({k: v for k, v in (("batch_size", batch_size), ("silence_db", silence_db)) if v is not None})
     if tags:
         return TagPredictor(model_dir, precision=precision, **options)
-    return Predictor(model_dir, **options)
+    caps = {k: v for k, v in (("frame_cap", frame_cap), ("size_cap_mb", size_cap_mb)) if v is not None}
+    return Predictor(model_dir, **options, **caps)

@@ -10,6 +10,7 @@ request bodies against an export before they deploy it.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Mapping
 
 import numpy as np
@@ -18,6 +19,16 @@ import tensorflow as tf
 
 class RequestError(ValueError):
     """A request that TF Serving would reject (HTTP 400 / INVALID_ARGUMENT)."""
+
+
+def _answer(signature, feed: dict) -> dict:
+    """The signature's outputs; an input refused by its checks in the graph (`mgr_tf.serving.guards`) is a
+    RequestError with the check's message, as TF Serving answers such an INVALID_ARGUMENT status with HTTP 400."""
+    try:
+        return signature(**feed)
+    except tf.errors.InvalidArgumentError as exc:
+        found = re.search(r"assertion failed: \[(.*?)\]", exc.message or "")
+        raise RequestError(found.group(1) if found else (exc.message or "").split("\n")[0]) from None
 
 
 def load_signature(model_dir: str, signature_name: str = "serving_default"):
@@ -89,7 +100,7 @@ def rest_predict(signature, body: Mapping | str) -> dict:
             else:
                 raise RequestError(f"instance {i}: must be an object naming the inputs {sorted(specs)}")
         feed = {name: _to_tensor(values, specs[name], name) for name, values in columns.items()}
-        outputs = signature(**feed)
+        outputs = _answer(signature, feed)
         batch = len(instances)
         for name, t in outputs.items():
             if t.shape.rank == 0 or t.shape[0] != batch:
@@ -108,7 +119,7 @@ def rest_predict(signature, body: Mapping | str) -> dict:
     if set(inputs) != set(specs):
         raise RequestError(f"inputs {sorted(inputs)} do not match {sorted(specs)}")
     feed = {name: _to_tensor(inputs[name], specs[name], name) for name in specs}
-    outputs = {name: _json_value(t) for name, t in signature(**feed).items()}
+    outputs = {name: _json_value(t) for name, t in _answer(signature, feed).items()}
     answer = next(iter(outputs.values())) if len(outputs) == 1 else outputs
     return json.loads(json.dumps({"outputs": answer}))
 
@@ -130,6 +141,6 @@ def grpc_predict(signature, request):
     response = predict_pb2.PredictResponse()
     response.model_spec.CopyFrom(request.model_spec)
     response.model_spec.signature_name = request.model_spec.signature_name or "serving_default"
-    for name, t in signature(**feed).items():
+    for name, t in _answer(signature, feed).items():
         response.outputs[name].CopyFrom(tf.make_tensor_proto(t.numpy()))
     return response

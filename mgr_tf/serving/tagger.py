@@ -21,6 +21,7 @@ from mgr_tf.models import BACKBONES, Tagger
 from mgr_tf.models.build import at_precision
 from mgr_tf.serving.batch import predict_inputs
 from mgr_tf.serving.export import read_export_config, resolve_model_dir, write_version
+from mgr_tf.serving.guards import checked_spectrogram, checked_waveform
 
 TAGS = "tags"
 EMBEDDING = "embedding"
@@ -52,11 +53,11 @@ def export_tagger(keras_model, out_dir: str | Path, tagger: Tagger, *, family: s
         archive.track(keras_model)
 
         def serve_patches(patch):
-            out = keras_model(patch, training=False)
+            out = keras_model(checked_spectrogram(patch, "patch"), training=False)
             return {TAGS: out[TAGS], EMBEDDING: out[EMBEDDING]}
 
         def serve_waveform(waveform):
-            patches = tagger.frontend(waveform)  # (batch, P, frames, bands)
+            patches = tagger.frontend(checked_waveform(waveform, tagger.sample_rate))  # (batch, P, frames, bands)
             shape = tf.shape(patches)
             out = keras_model(tf.reshape(patches, [-1, frames, bands]), training=False)
             return {k: tf.reduce_mean(tf.reshape(out[k], tf.concat([shape[:2], [-1]], 0)), axis=1)

@@ -23,6 +23,7 @@ from mgr_tf.models import get_backbone
 from mgr_tf.models.build import set_backbone_trainable
 from mgr_tf.tasks import Task
 from mgr_tf.training.frozen import CHUNK, adapt_norm, feature_datasets, features_of, fit_convex_heads, split_at
+from mgr_tf.training.resume import BackupAndRestoreBest
 
 
 def compile_for(task: Task, model, regression: RegressionConfig, learning_rate: float):
@@ -49,21 +50,36 @@ def task_callbacks(task: Task, fit_model) -> list:
 
 
 def callbacks(run_dir: Path, phase: str, monitor: tuple[str, str], train: TrainConfig, extra=()):
-    """(callbacks, Keras verbosity) of one phase: early stopping, learning-rate schedule, checkpoints, logs, backup."""
+    """(callbacks, Keras verbosity) of one phase: early stopping, learning-rate schedule, checkpoints, logs, backup.
+
+    A phase with a backup resumes: its weights, optimizer and epoch, and the best-so-far state of early stopping,
+    the learning-rate schedule and the checkpoint (`mgr_tf.training.resume`). A phase without one starts afresh,
+    its history too (rows of an earlier, finished run of it would mix with the new ones).
+    """
     key, mode = monitor
     verbose_progress = 1 if sys.stdout.isatty() else 2
-    return [
-        *extra,
+    backup = run_dir / "backup" / phase
+    history = run_dir / f"history_{phase}.csv"
+    # (a distributed phase resumes from its own checkpoints, `mgr_tf.training.distributed`: its history stays too)
+    distributed_backup = run_dir / "backup" / f"{phase}_distributed" / "checkpoint"
+    if not (backup / "training_metadata.json").is_file() and not distributed_backup.is_file():
+        history.unlink(missing_ok=True)
+    tracked = [
         keras.callbacks.EarlyStopping(monitor=key, mode=mode, patience=train.patience,
                                       restore_best_weights=True, verbose=1),
         keras.callbacks.ReduceLROnPlateau(monitor=key, mode=mode, factor=0.5, patience=train.lr_patience,
                                           min_lr=1e-6, verbose=1),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / f"best_{phase}.keras"), monitor=key,
                                         mode=mode, save_best_only=True),
+    ]
+    return [
+        *extra,
+        *tracked,
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs" / phase)),
-        keras.callbacks.CSVLogger(str(run_dir / f"history_{phase}.csv"), append=True),
+        keras.callbacks.CSVLogger(str(history), append=True),
+        # Last, so it backs up the others' state after they saw the epoch (and restores it after they reset);
         # double_checkpoint keeps the previous backup, used when a kill corrupted the latest one mid-write.
-        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup" / phase), double_checkpoint=True),
+        BackupAndRestoreBest(str(backup), tracked, double_checkpoint=True),
     ], verbose_progress
 
 

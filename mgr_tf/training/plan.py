@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mgr_tf.core.cli import UserError
 from mgr_tf.core.config import DataConfig, ModelConfig, RegressionConfig, TrainConfig
-from mgr_tf.core.paths import DEFAULT_EXPORT_ROOT
+from mgr_tf.core.paths import DEFAULT_EXPORT_ROOT, check_export_name
 from mgr_tf.data.spec import DataSpec, resolve
 from mgr_tf.models import get_backbone, resolved
 from mgr_tf.training import cluster
@@ -88,6 +88,14 @@ def check(plan: Plan) -> Plan:
                    "encoder features, in one process (see docs/distributed.md)")
     else:
         problem = backbone.check_data(data.features, data.patch_frames) or cluster.problem(train.distribute)
+    if not problem and plan.export_name is not None:
+        try:
+            check_export_name(plan.export_name)
+        except ValueError as exc:
+            problem = f"--export: {exc}"
+        root = Path(plan.export_root)
+        if not problem and root.exists() and not root.is_dir():
+            problem = f"--export-root {root}: a file, not a folder (exports are folders under it)"
     if problem:
         raise UserError(problem)
     return dataclasses.replace(plan, model=model)

@@ -30,8 +30,8 @@ from mgr_tf.data import dataset_info, make_dataset, split_ids
 from mgr_tf.data.spec import DataSpec
 from mgr_tf.models import get_backbone
 from mgr_tf.models.build import build_model, load_keras_model, transfer_model
-from mgr_tf.serving.export import export_run
-from mgr_tf.training import distributed
+from mgr_tf.serving.export import check_interface, export_run
+from mgr_tf.training import distributed, rundir
 from mgr_tf.training import report as R
 from mgr_tf.training.baseline import baseline_plan, is_baseline
 from mgr_tf.training.fit import compile_for, fit_phases, read_history, splits_at
@@ -60,8 +60,11 @@ def run(plan: Plan) -> dict:
     """
     # Distributed: the strategy comes first; a worker other than the chief runs in a scratch folder (discarded).
     plan = distributed.for_this_task(check(plan))
-    trained = fit_and_evaluate(plan)
-    report = finish(plan, trained.report)
+    try:
+        trained = fit_and_evaluate(plan)
+        report = finish(plan, trained.report)
+    finally:
+        rundir.release(plan.run_dir)
     distributed.discard_scratch(plan)
     return report
 
@@ -70,12 +73,14 @@ def fit_and_evaluate(plan: Plan) -> Trained:
     """Fits the plan's model (resuming an interrupted run), saves it, scores it and draws the plots."""
     plan = check(plan)
     spec = plan.spec
-    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.claim(plan.run_dir, rundir.identity(plan))  # one process and one configuration per run folder
     info = dataset_info(spec)  # may generate the corpus and build records: done before seeding, so a
     # first run (which generates) and later runs (which reuse) start training from the same random state
     keras.utils.set_random_seed(plan.data.seed)
     tf.config.experimental.enable_op_determinism()
     config = run_config(plan, info)
+    if plan.export_name:  # before training: an export that would change what its name serves is refused now
+        check_interface(Path(plan.export_root) / plan.export_name, config)
     write_json(plan.run_dir / "config.json", config)
     if plan.model_reason:
         print(f"[train] model {plan.model.family}: {plan.model_reason}", flush=True)
@@ -189,12 +194,18 @@ def finish(plan: Plan, report: dict, *, extra: dict | None = None) -> dict:
         base = finish(base_plan, fit_and_evaluate(base_plan).report)
         report["baseline"] = {key: base[key] for key in ("metrics", "headline", "eval_split", "train_seconds",
                                                          "epochs_run", "params", "head_fit") if key in base}
+    write_report(plan.run_dir, report)  # first: a failed export keeps the run's report
     if plan.export_name:
         report["export_dir"] = str(export_run(plan.run_dir, name=plan.export_name, root=plan.export_root,
                                               metrics=report["metrics"]))
-    write_json(plan.run_dir / "report.json", report)
-    write_text(plan.run_dir / "report.md", R.render_markdown(report))
+        write_report(plan.run_dir, report)
     return report
+
+
+def write_report(run_dir: Path, report: dict) -> None:
+    """report.json and report.md of a run (each written atomically)."""
+    write_json(run_dir / "report.json", report)
+    write_text(run_dir / "report.md", R.render_markdown(report))
 
 
 def run_history(run_dir: Path) -> dict[str, list[float]]:

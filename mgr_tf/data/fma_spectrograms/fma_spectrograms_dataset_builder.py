@@ -66,6 +66,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             failing; each is logged with its reason and listed in `self.skipped`.
         genre_names: the genre vocabulary of the genre configs (FMA's 20 unless the root's genres.txt says).
         targets: the regression targets of the emotion configs (the columns of the root's label CSV).
+        frame_cap: the most frames a stored array may have (longer ones are bad examples).
+        size_cap_mb: the most MiB of array data a stored array may hold (decompressed).
         **kwargs: passed to `tfds.core.GeneratorBasedBuilder` (data_dir, config, ...).
     """
 
@@ -103,8 +105,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     ]
 
     def __init__(self, *, skip_bad: bool = False, genre_names: tuple[str, ...] = GENRES_20,
-                 targets: tuple[str, ...] = EMOTIONS, **kwargs):
+                 targets: tuple[str, ...] = EMOTIONS, frame_cap: int = layout.DEFAULT_FRAME_CAP,
+                 size_cap_mb: float = layout.DEFAULT_SIZE_CAP_MB, **kwargs):
         self.skip_bad = skip_bad
+        self.caps = {"frame_cap": frame_cap, "size_cap_mb": size_cap_mb}
         self.genre_names = tuple(genre_names)
         self.targets = tuple(targets)
         self.skipped: list[mgr_io.Skipped] = []
@@ -143,17 +147,19 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             self.skipped.extend(listing.skipped)
             listings[split] = listing
         # TFDS writes no empty split: a root with every clip in train has no test split.
-        return {split: self._generate_examples(listing) for split, listing in listings.items() if listing.examples}
+        return {split: self._generate_examples(listing, root) for split, listing in listings.items()
+                if listing.examples}
 
-    def _generate_examples(self, listing: mgr_io.SplitListing):
+    def _generate_examples(self, listing: mgr_io.SplitListing, root):
         encoder = self.builder_config.encoder
         bands = get_feature_type(encoder).bands(FeatureConfig()) if encoder else None
         for ex in listing.examples:
             try:
-                record = {"spectrogram": mgr_io.load_spectrogram(ex.path).T}
+                record = {"spectrogram": mgr_io.load_spectrogram(ex.path, **self.caps).T}
                 if encoder:
                     path = mgr_io.encoder_input_path(ex.path, ex.track_id, encoder)
-                    record[encoder] = mgr_io.load_spectrogram(path, num_bands=bands).T
+                    mgr_io.check_inside(root, path, f"{encoder} encoder input")
+                    record[encoder] = mgr_io.load_spectrogram(path, num_bands=bands, **self.caps).T
             except (ValueError, FileNotFoundError) as exc:
                 if not self.skip_bad:
                     raise
