@@ -145,7 +145,8 @@ def test_best_json_train_command_parses_back_to_the_best_trial_configs(tune_run,
     from mgr_tf.tuning.space import Setting, setting_configs
 
     study_path, run_dir, _ = tune_run
-    study = load_study(study_path)
+    unbound = load_study(study_path)
+    study = unbound.bind(unbound.data_config(str(tiny_corpus)))  # its targets: the data's, as the tuner binds it
     best = json.loads((run_dir / "best.json").read_text())
     argv = shlex.split(best["train_command"])
     assert argv[:3] == ["python", "-m", "mgr_tf.train"]
@@ -153,7 +154,7 @@ def test_best_json_train_command_parses_back_to_the_best_trial_configs(tune_run,
     weights = tuple(best["weights"][t] for t in EMOTIONS)
     expected_model, expected_train, expected_regression = setting_configs(
         study, Setting(weights, False, tuple(best["values"].items())))
-    assert data == study.data_config(str(tiny_corpus))
+    assert data == unbound.data_config(str(tiny_corpus))
     assert model_config == expected_model and model_config.cnn_channels == (4, 8, 8, 8)
     assert train_config == expected_train and train_config.learning_rate == best["values"]["learning_rate"]
     assert regression == expected_regression
@@ -226,8 +227,8 @@ def test_export_writes_a_saved_model_trained_on_train_plus_validation(resumed_ru
     assert (version / "saved_model.pb").is_file()
     config = json.loads((run_dir / "export_tuned" / "config.json").read_text())
     assert config["data"]["val_fraction"] == 0.0 and config["task"] == "multitask"
-    assert config["regression"]["loss_weights"] == pytest.approx(
-        [json.loads((run_dir / "best.json").read_text())["weights"][t] for t in EMOTIONS])
+    best_weights = json.loads((run_dir / "best.json").read_text())["weights"]
+    assert config["regression"]["loss_weights"] == {t: pytest.approx(best_weights[t]) for t in EMOTIONS}
     served = tf.saved_model.load(str(version)).signatures["serving_default"]
     out = served(spectrogram=tf.zeros([2, 64, 140]) + 0.5)
     assert set(out) >= set(EMOTIONS)
