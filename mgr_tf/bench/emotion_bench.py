@@ -188,12 +188,7 @@ def tuned_rows(root: Path, quick: bool, folds: int) -> dict:
                         run_dir=fold_dir, baseline=False, command="(bench emotion: musicnn tuned weights)")
             train_run(plan)
         reports.append(json.loads(done.read_text()))
-    fold_means = [np.mean([r["metrics"][t]["spearman"] for t in GEMS]) for r in reports]
-    per_target = {t: {"spearman": float(np.mean([r["metrics"][t]["spearman"] for r in reports])),
-                      "r2": float(np.mean([r["metrics"][t]["r2"] for r in reports]))} for t in GEMS}
-    return {"per_target": per_target, "spearman": float(np.mean(fold_means)), "spearman_std": float(np.std(fold_means)),
-            "r2": float(np.mean([v["r2"] for v in per_target.values()])), "pooled_spearman": float("nan"),
-            "pooled_r2": float("nan"),
+    return {**_fold_scores(reports),
             "weights": [json.loads((base / f"fold_{k}" / "config.json").read_text())["regression"]["loss_weights"]
                         for k in range(folds)]}
 
@@ -215,6 +210,11 @@ def transfer_rows(root: Path, quick: bool, folds: int) -> dict:
                      TrainConfig(**epochs, init_from=str(genre_dir)), RegressionConfig(), run_dir=fold_dir,
                      baseline=False, command="(bench emotion: CNN from the genre CNN)"))
         reports.append(json.loads((fold_dir / "report.json").read_text()))
+    return _fold_scores(reports)
+
+
+def _fold_scores(reports: list[dict]) -> dict:
+    """Per-target and mean fold scores of rows run outside `mgr_tf.cv` (no pooled predictions)."""
     fold_means = [np.mean([r["metrics"][t]["spearman"] for t in GEMS]) for r in reports]
     per_target = {t: {"spearman": float(np.mean([r["metrics"][t]["spearman"] for r in reports])),
                       "r2": float(np.mean([r["metrics"][t]["r2"] for r in reports]))} for t in GEMS}
