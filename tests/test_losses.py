@@ -215,7 +215,9 @@ def test_learned_weights_train_and_total_is_bounded(tmp_path):
     logger = LogTaskWeights()
     history = wrapped.fit(ds, epochs=4, verbose=0, callbacks=[logger], shuffle=False)
     s = wrapped.log_vars.numpy()
-    assert np.all(np.abs(s) > 1e-3), s  # every s_t moved away from 0
+    # Every s_t moved away from 0 (its start) during training; it heads for log L_t, which may lie near 0 again.
+    moved = [max(abs(np.log(w)) for w in history.history[f"weight_{name}"]) for name in EMOTIONS]
+    assert min(moved) > 1e-2, moved
     assert len(logger.history) == 4
     for i, name in enumerate(EMOTIONS):  # the logged weight is exp(-s_t) of the final s_t
         assert history.history[f"weight_{name}"][-1] == pytest.approx(np.exp(-s[i]), rel=1e-6)
