@@ -19,7 +19,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,16 +39,6 @@ WORKER_TIMEOUT = 420  # seconds for one worker process (TensorFlow start, tiny d
 def _tf_config(ports, rank):
     return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                        "task": {"type": "worker", "index": rank}})
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _start_workers(argv, ports, logs):
@@ -255,7 +244,7 @@ def test_two_workers_train_export_and_match_one_process(tiny_corpus, tmp_path, g
             "--distribute", "multiworker"]
     dataset_info(plan_from_args(parse_args(build_parser(), base), base).spec)  # records built before the workers
     logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
-    codes = _wait(_start_workers(argv, _free_ports(2), logs), logs)
+    codes = _wait(_start_workers(argv, cluster.local_ports(2), logs), logs)
     assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
     assert "2 replicas on 2 worker(s)" in logs[0].read_text()
 
@@ -294,7 +283,7 @@ def test_killed_worker_restarts_from_the_checkpoint(tiny_corpus, tmp_path):
     base = [*GENRE, "--data-dir", str(tiny_corpus), "--epochs", str(epochs), "--patience", "100", "--no-baseline"]
     argv = [*base, "--out", str(run_dir), "--export", "none", "--distribute", "multiworker"]
     dataset_info(plan_from_args(parse_args(build_parser(), base), base).spec)
-    ports = _free_ports(2)
+    ports = cluster.local_ports(2)
     logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
     procs = _start_workers(argv, ports, logs)
     state = run_dir / "backup" / "main_distributed" / "checkpoint"

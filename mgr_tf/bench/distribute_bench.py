@@ -16,51 +16,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from mgr_tf.bench import Row
+from mgr_tf.bench import Row, timeit
 from mgr_tf.core.config import RegressionConfig
 from mgr_tf.models import model_config
 from mgr_tf.models.build import build_model
 from mgr_tf.tasks import get_task
 from mgr_tf.training import distributed
+from mgr_tf.training.cluster import local_ports
 
 FRAMES, BANDS, CLASSES, BATCH = 256, 20, 10, 32
 # The network assumed by the projection: 10 Gb/s per host and 50 microseconds per collective hop (a data-centre
 # LAN); both are assumptions, not measurements.
 ASSUMED_BANDWIDTH = 10e9 / 8  # bytes per second
 ASSUMED_LATENCY = 50e-6  # seconds
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _timed(fn, repeat: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def worker(rank: int, ports: list[int], batches: list[int], steps: int) -> dict:
@@ -97,7 +75,8 @@ def worker(rank: int, ports: list[int], batches: list[int], steps: int) -> dict:
     rounds = 4
     for _ in range(rounds):
         for batch, it in iterators.items():
-            times[batch] += _timed(lambda it=it: (step(it), float(trackers.loss.result())), max(1, steps // rounds), 2)
+            times[batch] += timeit(lambda it=it: (step(it), float(trackers.loss.result())),
+                                   repeat=max(1, steps // rounds), warmup=2)
     graph = step.get_concrete_function(iterators[batches[0]]).graph
     ops = [op.type for op in graph.get_operations()]
     for function in graph.as_graph_def().library.function:
@@ -114,8 +93,8 @@ def worker(rank: int, ports: list[int], batches: list[int], steps: int) -> dict:
 
         return lambda: strategy.experimental_local_results(reduce())[0].numpy()
 
-    gradients = _timed(reduce_fn(params), steps, 3)
-    latency = _timed(reduce_fn(1), steps * 3, 3)
+    gradients = timeit(reduce_fn(params), repeat=steps, warmup=3)
+    latency = timeit(reduce_fn(1), repeat=steps * 3, warmup=3)
     return {"step": {str(b): statistics.median(t) for b, t in times.items()},
             "all_reduce": statistics.median(gradients), "latency": statistics.median(latency), "params": params,
             "collectives": collectives, "replicas": strategy.num_replicas_in_sync}
@@ -123,7 +102,7 @@ def worker(rank: int, ports: list[int], batches: list[int], steps: int) -> dict:
 
 def _case(workers: int, batches: list[int], steps: int) -> dict:
     """Runs `workers` worker processes and returns the chief's measurements."""
-    ports = _free_ports(workers)
+    ports = local_ports(workers)
     with tempfile.TemporaryDirectory() as tmp:
         outs = [Path(tmp) / f"worker{i}.json" for i in range(workers)]
         procs = [subprocess.Popen([sys.executable, "-m", "mgr_tf.bench.distribute_bench", "--worker", str(i), "--ports",

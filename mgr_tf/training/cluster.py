@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,3 +131,15 @@ def chief_dir(run_dir: Path) -> Path:
     """The chief's run folder of a run folder (itself, or the parent of a worker's scratch folder)."""
     run_dir = Path(run_dir)
     return run_dir.parent if run_dir.name.startswith(SCRATCH_PREFIX) else run_dir
+
+
+def local_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports free on 127.0.0.1 now (the OS picks them), for a cluster of local worker processes
+    (the tests and `bench --only distribute`)."""
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
