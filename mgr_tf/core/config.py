@@ -232,7 +232,8 @@ class ModelConfig:
 
 
 HEADS = ("auto", "convex", "gradient")
-MONITORS = ("metric", "loss")
+MONITORS = ("auto", "metric", "loss")
+BLENDS = ("auto", "off")
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,15 @@ class TrainConfig:
         head_c: the inverse L2 strength C of convex heads (scikit-learn's convention: C * sum of losses +
             1/2 ||W||^2); a target's fixed loss weight multiplies it.
         monitor: what early stopping, the best checkpoint and the learning-rate schedule watch on the
-            validation clips, the task's metric (accuracy, or the mean Spearman of the targets) or its loss.
+            validation clips, the task's metric (accuracy, or the mean Spearman of the targets) or its loss;
+            auto is the loss for a run blended with its baseline (calibrated probabilities are what the blend
+            weighs), else the metric.
+        refit: after training, train a fresh model on the training and validation clips together for the
+            best epoch's number of epochs, following the same learning rates, and serve it (from-scratch models;
+            `mgr_tf.training.runner.refit`); the blend weight is still chosen with the first model on validation.
+        blend: auto serves a from-scratch genre model blended with the summary baseline trained beside it: the
+            two probability vectors averaged with the weight of lowest log-loss on the validation clips (0, the
+            baseline alone, to 1, the model alone; `mgr_tf.training.blend`); off serves the model alone.
         distribute: none (one process), mirrored (every GPU of this host, tf.distribute.MirroredStrategy), multiworker
             (the workers of TF_CONFIG, tf.distribute.MultiWorkerMirroredStrategy) or auto (multiworker when
             TF_CONFIG names several tasks, else mirrored when there are several GPUs, else none); --batch-size is
@@ -274,11 +283,14 @@ class TrainConfig:
     overfit_batch: bool = False
     head: str = dataclasses.field(default="auto", metadata={"choices": HEADS})
     head_c: float = 0.03
-    monitor: str = dataclasses.field(default="metric", metadata={"choices": MONITORS})
+    monitor: str = dataclasses.field(default="auto", metadata={"choices": MONITORS})
+    refit: bool = False
+    blend: str = dataclasses.field(default="auto", metadata={"choices": BLENDS})
     distribute: str = dataclasses.field(default="none", metadata={"choices": DISTRIBUTE_MODES})
 
     def __post_init__(self):
         _check(self.monitor in MONITORS, f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
+        _check(self.blend in BLENDS, f"blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
         _check(self.head in HEADS, f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         _check(_finite(self.head_c) and self.head_c > 0, f"head_c must be a positive number, got {self.head_c}")
         _check(self.distribute in DISTRIBUTE_MODES,

@@ -50,6 +50,7 @@ from mgr_tf.core.paths import DEFAULT_EXPORT_ROOT
 from mgr_tf.core.paths import check_export_name as _check_export_name
 from mgr_tf.features.spectral import AudioFeatures
 from mgr_tf.models import get_feature_type
+from mgr_tf.models.blend import blend_model, fused_bands, read_blend
 from mgr_tf.models.build import INPUT_NAME, load_keras_model
 from mgr_tf.serving.guards import checked_spectrogram, checked_waveform
 from mgr_tf.tasks import Task, task_of_outputs
@@ -124,6 +125,7 @@ def export_model(model, name: str, *, task: str | Task, class_names: Sequence[st
     task = task if isinstance(task, Task) else task_of_outputs(task, targets)
     spec = get_feature_type(features)
     fused = features != "fused" and not spec.stored  # a stored encoder input cannot be derived from fused arrays
+    fused = fused or bool(config.get("blend"))  # a blend takes them by default: the same endpoint, kept for clients
 
     def write(tmp: Path) -> None:
         with tf.device("/CPU:0"):
@@ -298,10 +300,30 @@ def export_run(run_dir: Path, *, name: str | None = None, root: str = "exported_
         features = from_dict(FeatureConfig, config["features"])
     except ValueError as exc:
         raise UserError(f"{run_dir / 'config.json'}: {exc}") from None
+    blend = read_blend(run_dir)
+    if blend is not None:  # the model and its baseline, served as one model on the fused arrays
+        baseline = load_keras_model(run_dir / blend["baseline_run"])
+        model = blend_model(model, baseline, blend["weight_model"], features=data.features, feature_config=features)
+        config = served_config({**config, "blend": blend})
     return export_model(model, name, task=config["task"], class_names=config["class_names"],
                         num_bands=config["num_bands"], config=config, metrics=metrics, root=root,
-                        waveform=not data.beat, feature_config=features, features=data.features,
+                        waveform=not data.beat, feature_config=features, features=config["data"]["features"],
                         targets=config.get("targets"))
+
+
+def served_config(config: Mapping) -> dict:
+    """What an export of a run serves: the run's config, or for a blended run (config "blend") the fused arrays
+    as input, which the model's own feature type and the baseline's are both computed from."""
+    config = dict(config)
+    if not config.get("blend"):
+        return config
+    features = from_dict(FeatureConfig, config["features"])
+    bands = fused_bands(features)
+    model_features = config["data"]["features"]
+    return {**config, "data": {**config["data"], "features": "fused"}, "num_bands": bands,
+            "feature_type": {"name": "fused", "bands": bands,
+                             "description": f"the fused arrays; the model derives its {model_features} from them"},
+            "model_features": model_features}
 
 
 

@@ -20,6 +20,7 @@ from mgr_tf.core.cli import UserError
 from mgr_tf.core.io import write_json, write_text
 from mgr_tf.core.plotting import plt
 from mgr_tf.training import report as R
+from mgr_tf.training.blend import MODEL_PREDICTIONS
 from mgr_tf.training.plan import Plan, check
 from mgr_tf.training.runner import run
 
@@ -54,6 +55,11 @@ def render_markdown(result: dict) -> str:
     lines += ["", "Per fold:", "", "| model | fold | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
     for row in result["rows"]:
         lines.append(f"| {row['model']} | {row['fold']} | " + " | ".join(f"{row[m]:.3f}" for m in metrics) + " |")
+    if result.get("blend_weights"):
+        lines += ["", "Each fold serves the model blended with its baseline (`--blend auto`); the model's weight per "
+                  "fold, chosen on the fold's validation clips: " + ", ".join(
+                      "-" if w is None else f"{w:g}" for w in result["blend_weights"])
+                  + ". The row '... alone' is the model without the baseline."]
     if result.get("pooled"):
         names = list(next(iter(result["pooled"].values())))
         lines += ["", "Pooled out-of-fold predictions (every clip scored once, by the fold that held it out):", "",
@@ -70,10 +76,11 @@ def pooled_headlines(task, out, folds: int, class_names, *, baseline: bool) -> d
     """The headline numbers over the out-of-fold predictions of all folds pooled (each clip scored once, by the
     fold that held it out): {"model": ..., "summary baseline": ...}; {} when a fold has no predictions.csv."""
     result = {}
-    for name, sub in (("model", ""), ("summary baseline", "baseline")):
+    for name, sub, file in (("model", "", R.PREDICTIONS), ("model alone", "", MODEL_PREDICTIONS),
+                            ("summary baseline", "baseline", R.PREDICTIONS)):
         if name != "model" and not baseline:
             continue
-        paths = [out / f"fold_{fold}" / sub / R.PREDICTIONS for fold in range(folds)]
+        paths = [out / f"fold_{fold}" / sub / file for fold in range(folds)]
         if not all(p.is_file() for p in paths):
             continue
         parts = [R.read_predictions(p, task, class_names) for p in paths]
@@ -113,6 +120,9 @@ def cross_validate(plan: Plan, folds: int) -> dict:
         reports.append(report)
         rows.append({"model": plan.model.family, "fold": fold, **fold_metrics(report),
                      "seconds": float(report["train_seconds"])})
+        if report.get("model_alone"):  # the row above is the served blend; this one the model without the baseline
+            rows.append({"model": f"{plan.model.family} alone", "fold": fold, **report["model_alone"]["headline"],
+                         "seconds": float(report["train_seconds"])})
         if report.get("baseline"):
             rows.append({"model": "summary baseline", "fold": fold, **report["baseline"]["headline"],
                          "seconds": float(report["baseline"]["train_seconds"])})
@@ -124,9 +134,11 @@ def cross_validate(plan: Plan, folds: int) -> dict:
         "examples": int(sum(r["counts"]["test"] for r in reports)), "command": command, "rows": rows,
         "summary": summarise(rows), "class_names": reports[0].get("class_names", []),
     }
+    if any(r.get("blend") for r in reports):
+        result["blend_weights"] = [r["blend"]["weight_model"] if r.get("blend") else None for r in reports]
     pooled = pooled_headlines(task, out, folds, result["class_names"], baseline=any(r.get("baseline") for r in reports))
     if pooled:
-        result["pooled"] = {plan.model.family if k == "model" else k: v for k, v in pooled.items()}
+        result["pooled"] = {k.replace("model", plan.model.family): v for k, v in pooled.items()}
     if matrices:
         total = np.sum(matrices, axis=0)
         result["confusion_matrix"] = total.tolist()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from mgr_tf.core.config import ModelConfig, RegressionConfig, TrainConfig
 from mgr_tf.data.spec import DataSpec
@@ -209,3 +210,37 @@ def _fit_on_frozen_features(model, backbone, spec: DataSpec, model_config: Model
         notes["finetune"] = fit_unless_worse(model, spec.task, train, regression, run_dir, "finetune", epochs,
                                              train.learning_rate * train.finetune_lr_factor, train_ds, val_ds)
     return notes
+
+
+def best_epoch(history: dict[str, list[float]], task: Task, train: TrainConfig) -> int:
+    """The epoch (1-based) whose weights early stopping restored: the best value of the phase's monitor."""
+    key, mode = ("val_loss", "min") if train.monitor == "loss" else task.monitor
+    values = np.asarray(history[key], np.float64)
+    return int(np.nanargmin(values) if mode == "min" else np.nanargmax(values)) + 1
+
+
+def refit_phase(model, task: Task, regression: RegressionConfig, run_dir: Path, rates: list[float], train_ds) -> None:
+    """`--refit`: fits a fresh `model` on train + validation for len(rates) epochs, epoch e at learning rate
+    rates[e] (the schedule the run's main phase followed up to its best epoch), with nothing held out to watch."""
+    fit_model = compile_for(task, model, regression, rates[0])
+    history = run_dir / "history_refit.csv"
+    history.unlink(missing_ok=True)
+    print(f"[train] refit on train + validation: {len(rates)} epochs (the best epoch of the run), learning rates "
+          f"{rates[0]:g} -> {rates[-1]:g}", flush=True)
+    fit_model.fit(train_ds, epochs=len(rates), verbose=1 if sys.stdout.isatty() else 2, shuffle=False,
+                  callbacks=[*task_callbacks(task, fit_model),
+                             keras.callbacks.LearningRateScheduler(lambda epoch, lr: float(rates[epoch])),
+                             keras.callbacks.CSVLogger(str(history))])
+
+
+def targets_and_predictions(model, ds) -> tuple[dict, dict]:
+    """({output: true values}, {output: predictions}) over every batch of `ds`, read in one pass."""
+    truth: dict[str, list] = {}
+    predicted: dict[str, list] = {}
+    for inputs, targets, *_ in ds:  # (a mixup batch also carries sample weights)
+        for key, value in targets.items():
+            truth.setdefault(key, []).append(value.numpy())
+        for key, value in model.predict_on_batch(inputs).items():
+            predicted.setdefault(key, []).append(np.asarray(value))
+    return ({key: np.concatenate(values) for key, values in truth.items()},
+            {key: np.concatenate(values) for key, values in predicted.items()})

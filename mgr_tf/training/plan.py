@@ -58,6 +58,16 @@ def default_run_name(data: DataConfig, family: str) -> str:
     return f"{data.task}_{family}_{data.features}" + ("_beat" if data.beat else "")
 
 
+def blends(plan: Plan) -> bool:
+    """Whether the run serves its model blended with the summary baseline (`--blend auto`,
+    `mgr_tf.training.blend`): a genre model trained from scratch on a feature type the fused arrays give, with
+    the baseline trained beside it."""
+    train, spec = plan.train, plan.spec
+    backbone = get_backbone(plan.model.family)
+    return (plan.baseline and train.blend == "auto" and not train.overfit_batch and spec.task.classification
+            and backbone.frozen_layer is None and not spec.feature.stored)
+
+
 def check(plan: Plan) -> Plan:
     """The plan with its model options filled in, or one clear line (UserError) for what cannot work.
 
@@ -81,6 +91,11 @@ def check(plan: Plan) -> Plan:
     elif data.mixup and regression.learned_weights:
         problem = ("--mixup does not combine with --learned-weights (the learned weighting ignores the sample "
                    "weights that carry the mixing weight)")
+    elif train.refit and (backbone.frozen_layer is not None or train.init_from or train.overfit_batch
+                          or train.distribute in ("mirrored", "multiworker")):
+        problem = ("--refit retrains a model trained from scratch in one process: not with --init-from, "
+                   "--overfit-batch, --distribute, or heads on fixed features (those are fitted on train + "
+                   "validation already)")
     elif train.distribute in ("mirrored", "multiworker") and train.overfit_batch:
         problem = f"--overfit-batch trains in one process: it does not combine with --distribute {train.distribute}"
     elif train.distribute in ("mirrored", "multiworker") and backbone.encoder is not None and not train.init_from:
@@ -98,4 +113,7 @@ def check(plan: Plan) -> Plan:
             problem = f"--export-root {root}: a file, not a folder (exports are folders under it)"
     if problem:
         raise UserError(problem)
-    return dataclasses.replace(plan, model=model)
+    plan = dataclasses.replace(plan, model=model)
+    if train.monitor == "auto":  # the loss where probabilities are blended (calibration is what counts there)
+        plan = dataclasses.replace(plan, train=dataclasses.replace(train, monitor="loss" if blends(plan) else "metric"))
+    return plan

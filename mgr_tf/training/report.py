@@ -223,17 +223,31 @@ def render_markdown(report: Mapping) -> str:
              f"Evaluated on the **{report['eval_split']}** split ({report['eval_split_reason']}).", ""]
     if report.get("model_reason"):
         lines += [f"Model **{report['model']}**: {report['model_reason']}.", ""]
+    blend = report.get("blend")
+    if blend:
+        loss = blend["validation_log_loss"]
+        lines += [f"Served: the {report['model']} blended with the summary baseline, model weight "
+                  f"**{blend['weight_model']:g}** (baseline {blend['weight_baseline']:g}), the lowest log-loss on the "
+                  f"{blend['validation_clips']} validation clips ({loss['blend']:.3f}; the model alone {loss['model']:.3f}, "
+                  f"the baseline alone {loss['baseline']:.3f}); `--blend off` serves the model alone."
+                  + (" The weight was chosen on the clips scored here (the test split has no labels)."
+                     if blend.get("scored_on_choice_clips") else ""), ""]
     lines += metrics_markdown(task, report["metrics"])
     if report.get("baseline"):
         base = report["baseline"]
         ours = headline(task, report["metrics"])
         lines += ["## Against the summary-statistics baseline (same split)", "",
                   "| model | " + " | ".join(ours) + " |", "|---" * (len(ours) + 1) + "|",
-                  f"| {report['model']} | " + " | ".join(f"{v:.3f}" for v in ours.values()) + " |",
+                  f"| {report['model']}{' + baseline blend (served)' if blend else ''} | "
+                  + " | ".join(f"{v:.3f}" for v in ours.values()) + " |",
+                  *([f"| {report['model']} alone | " + " | ".join(f"{report['model_alone']['headline'][k]:.3f}"
+                                                                for k in ours) + " |"] if blend else []),
                   "| summary baseline | " + " | ".join(f"{base['headline'][k]:.3f}" for k in ours) + " |", ""]
         first = "mean Spearman" if "mean Spearman" in ours else next(iter(ours))
         if ours[first] < base["headline"][first]:
             lines += [f"**The model loses to the baseline** on {first}.", ""]
+        elif ours[first] == base["headline"][first]:
+            lines += [f"The model ties with the baseline on {first}.", ""]
     if report.get("overfit"):
         lines += ["Memorisation check (--overfit-batch), training-mode metrics of the last epoch: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in report["overfit"].items()), ""]

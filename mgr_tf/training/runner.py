@@ -13,6 +13,7 @@ export -> report.json / report.md. Everything a run needs to be reproduced is wr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -30,13 +31,14 @@ from mgr_tf.data import dataset_info, make_dataset, split_ids
 from mgr_tf.data.spec import DataSpec
 from mgr_tf.models import get_backbone
 from mgr_tf.models.build import build_model, load_keras_model, transfer_model
-from mgr_tf.serving.export import check_interface, export_run
+from mgr_tf.serving.export import check_interface, export_run, served_config
 from mgr_tf.training import distributed, rundir
 from mgr_tf.training import report as R
 from mgr_tf.training.baseline import baseline_plan, is_baseline
-from mgr_tf.training.fit import compile_for, fit_phases, read_history, splits_at
+from mgr_tf.training.blend import TRAIN_ONLY_MODEL, blend_run
+from mgr_tf.training.fit import best_epoch, compile_for, fit_phases, read_history, refit_phase, splits_at, targets_and_predictions
 from mgr_tf.training.frozen import CHUNK, features_of, split_at
-from mgr_tf.training.plan import Plan, check, default_run_name
+from mgr_tf.training.plan import Plan, blends, check, default_run_name
 
 PHASES = ("frozen", "finetune", "main")
 
@@ -80,7 +82,7 @@ def fit_and_evaluate(plan: Plan) -> Trained:
     tf.config.experimental.enable_op_determinism()
     config = run_config(plan, info)
     if plan.export_name:  # before training: an export that would change what its name serves is refused now
-        check_interface(Path(plan.export_root) / plan.export_name, config)
+        check_interface(Path(plan.export_root) / plan.export_name, served_config(config))
     write_json(plan.run_dir / "config.json", config)
     if plan.model_reason:
         print(f"[train] model {plan.model.family}: {plan.model_reason}", flush=True)
@@ -100,10 +102,27 @@ def fit_and_evaluate(plan: Plan) -> Trained:
         notes = fit(model, spec, plan.model, plan.train, plan.regression, plan.run_dir, train_ds, val_ds) or {}
         eval_split, reason = eval_split_of(info)
         eval_ds = val_ds if eval_split == "validation" else make_dataset(spec, eval_split)
+    if plan.train.refit:
+        model.save(plan.run_dir / TRAIN_ONLY_MODEL)  # what the blend weighs on the validation clips
+        model, notes["refit"] = refit(plan)
     report = evaluate_run(plan, model, info, config, eval_ds=eval_ds, eval_split=eval_split, reason=reason,
                           train_seconds=time.time() - started)
     report.update(notes)
     return Trained(model, report)
+
+
+def refit(plan: Plan):
+    """(`--refit`) A fresh model trained on train + validation for the run's best number of epochs, at the
+    learning rates the run followed up to then; returns (model, notes for the report)."""
+    history = read_history(plan.run_dir / "history_main.csv")
+    epochs = best_epoch(history, plan.spec.task, plan.train)
+    rates = history.get("learning_rate", [plan.train.learning_rate] * epochs)[:epochs]
+    joined = dataclasses.replace(plan, data=dataclasses.replace(plan.data, val_fraction=0.0))
+    info = dataset_info(joined.spec)  # normalisation statistics of the joined clips
+    keras.utils.set_random_seed(plan.data.seed)
+    model = build_for_run(joined, info)
+    refit_phase(model, joined.spec.task, plan.regression, plan.run_dir, rates, make_dataset(joined.spec, "train"))
+    return model, {"epochs": epochs, "clips": int(info.counts["train"]), "learning_rates": rates}
 
 
 def build_for_run(plan: Plan, info):
@@ -192,6 +211,8 @@ def finish(plan: Plan, report: dict, *, extra: dict | None = None) -> dict:
         print("[train] baseline: summary statistics + linear head on the same split", flush=True)
         base_plan = baseline_plan(plan)
         base = finish(base_plan, fit_and_evaluate(base_plan).report)
+        if blends(plan):  # the served model becomes the blend of the two (before the baseline's entry is added)
+            report = blend_run(plan, report, base_plan, base)
         report["baseline"] = {key: base[key] for key in ("metrics", "headline", "eval_split", "train_seconds",
                                                          "epochs_run", "params", "head_fit") if key in base}
     write_report(plan.run_dir, report)  # first: a failed export keeps the run's report
@@ -228,20 +249,7 @@ def run_config(plan: Plan, info) -> dict:
             "targets": [] if spec.task.classification else list(spec.task.outputs), "data_targets": list(spec.targets),
             "num_bands": info.num_bands, "frames": info.frames, "model_frames": info.model_frames,
             "data_fingerprint": info.fingerprint, "command": plan.command, "export_name": plan.export_name,
-            "model_reason": plan.model_reason}
-
-
-def targets_and_predictions(model, ds) -> tuple[dict, dict]:
-    """({output: true values}, {output: predictions}) over every batch of `ds`, read in one pass."""
-    truth: dict[str, list] = {}
-    predicted: dict[str, list] = {}
-    for inputs, targets, *_ in ds:  # (a mixup batch also carries sample weights)
-        for key, value in targets.items():
-            truth.setdefault(key, []).append(value.numpy())
-        for key, value in model.predict_on_batch(inputs).items():
-            predicted.setdefault(key, []).append(np.asarray(value))
-    return ({key: np.concatenate(values) for key, values in truth.items()},
-            {key: np.concatenate(values) for key, values in predicted.items()})
+            "model_reason": plan.model_reason, "blend": blends(plan)}
 
 
 def fingerprint(obj) -> str:

@@ -1,0 +1,124 @@
+"""The blend of a from-scratch genre model with the summary baseline trained beside it (`--blend auto`).
+
+On tens or hundreds of clips a CNN trained from scratch and the summary-statistics baseline make different
+mistakes: averaging their probabilities beats both where either alone ties or loses (docs/results.md, Emotify and
+the embedded corpus). `blend_run` runs after the baseline (`mgr_tf.training.runner.finish`):
+
+1. both models' probabilities on the validation clips; the baseline's head is solved again on the training clips
+   alone for this (its served head also saw the validation clips, which would bias the choice towards it);
+2. the model's weight w is the value of `GRID` with the lowest validation log-loss of w * model + (1 - w) *
+   baseline (ties: the smaller w). w = 0 serves the baseline alone, w = 1 the model alone: the choice is a
+   one-parameter fit on clips neither model was fitted on;
+3. the blend is scored on the run's evaluation split, like every model: its metrics become the run's, the model
+   alone is kept in the report under "model_alone", its rows in `predictions_model.csv`;
+4. `blend.json` in the run folder records the weight and the validation losses; the export
+   (`mgr_tf.serving.export.export_run`) then serves `mgr_tf.models.blend.blend_model`, which takes the fused arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from mgr_tf.core.io import write_json
+from mgr_tf.data import make_dataset, split_ids
+from mgr_tf.models import get_backbone
+from mgr_tf.models.blend import BLEND_FILE
+from mgr_tf.models.build import load_keras_model
+from mgr_tf.training import report as R
+from mgr_tf.training.frozen import adapt_norm, features_of, fit_convex_heads, split_at
+from mgr_tf.training.plan import Plan
+
+MODEL_PREDICTIONS = "predictions_model.csv"
+TRAIN_ONLY_MODEL = "model_train_only.keras"  # with --refit: the model before it, trained on the training clips
+GRID = tuple(round(k / 20, 2) for k in range(21))  # the model's weight: 0, 0.05, ..., 1
+
+
+def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-probability of the true classes (probabilities clipped at 1e-12)."""
+    picked = probabilities[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
+
+
+def choose_weight(p_model: np.ndarray, p_baseline: np.ndarray, labels: np.ndarray) -> tuple[float, list[float]]:
+    """(the model's weight of lowest log-loss on `GRID`, the log-loss at every grid point); ties: the smaller."""
+    labels = np.asarray(labels).reshape(-1).astype(int)
+    losses = [log_loss(w * p_model + (1 - w) * p_baseline, labels) for w in GRID]
+    return GRID[int(np.argmin(losses))], losses
+
+
+def probabilities(model, spec, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, genre probabilities) of every clip of a split, in `split_ids` order, as the run scores them."""
+    # One function traced for any batch shape: batches of whole clips differ in length (Keras's own predict
+    # would trace again for each and warn about it).
+    answer = tf.function(lambda x: model(x, training=False)["genre"], reduce_retracing=True)
+    labels, probs = [], []
+    for inputs, targets, *_ in make_dataset(spec, split):
+        labels.append(targets["genre"].numpy().reshape(-1))
+        probs.append(answer(inputs).numpy())
+    y, p = np.concatenate(labels).astype(int), np.concatenate(probs).astype(np.float64)
+    if len(y) != len(split_ids(spec, split)):
+        raise ValueError(f"blend: {split} gave {len(y)} rows for {len(split_ids(spec, split))} clips")
+    return y, p
+
+
+def baseline_validation_probabilities(base_plan: Plan, base_report: dict) -> np.ndarray:
+    """The baseline's validation probabilities from a head fitted on the training clips only.
+
+    A convex head (the default) was solved on train + validation: it is solved again on train alone, on the
+    cached statistics. A head trained by gradient saw the validation clips only for early stopping: used as is.
+    """
+    spec = base_plan.spec
+    model = load_keras_model(base_plan.run_dir)
+    if (base_report.get("head_fit") or {}).get("method") == "convex":
+        layer = get_backbone(base_plan.model.family).frozen_layer
+        frozen, rest = split_at(model, layer)
+        train = features_of(frozen, spec, "train")
+        val = features_of(frozen, spec, "validation")
+        adapt_norm(rest, train.x)
+        fit_convex_heads(model, layer, spec.task, train, base_plan.regression, base_report["head_fit"]["c"])
+        return np.asarray(rest.predict(val.x, batch_size=256, verbose=0)["genre"], np.float64)
+    return probabilities(model, spec, "validation")[1]
+
+
+def blend_run(plan: Plan, report: dict, base_plan: Plan, base_report: dict) -> dict:
+    """Chooses the blend weight, scores the blend and returns the run's report with the blend's metrics.
+
+    Writes `blend.json`, the blend's `predictions.csv` and confusion matrix; the model alone's rows move to
+    `predictions_model.csv`.
+    """
+    spec, task, run_dir = plan.spec, plan.spec.task, plan.run_dir
+    class_names = report["class_names"]
+    model = load_keras_model(run_dir)
+    base = load_keras_model(base_plan.run_dir)
+    # The weight is chosen with models that did not train on the validation clips (with --refit, the served one did).
+    first = load_keras_model(run_dir / TRAIN_ONLY_MODEL) if (run_dir / TRAIN_ONLY_MODEL).is_file() else model
+    y_val, p_model_val = probabilities(first, spec, "validation")
+    p_base_val = baseline_validation_probabilities(base_plan, base_report)
+    weight, losses = choose_weight(p_model_val, p_base_val, y_val)
+
+    split = report["eval_split"]
+    y, p_model = probabilities(model, spec, split)
+    y_base, p_base = probabilities(base, base_plan.spec, split)
+    if not np.array_equal(y, y_base):
+        raise ValueError("blend: the model and the baseline read the evaluation clips in different orders")
+    mixed = weight * p_model + (1 - weight) * p_base
+    ids = split_ids(spec, split)
+    if (run_dir / R.PREDICTIONS).is_file():
+        (run_dir / R.PREDICTIONS).replace(run_dir / MODEL_PREDICTIONS)
+    R.write_predictions(run_dir / R.PREDICTIONS, task, ids, {"genre": y}, {"genre": mixed}, class_names)
+    metrics = R.evaluate(task, {"genre": y}, {"genre": mixed}, class_names=class_names, run_dir=run_dir,
+                         title=f"blend, model weight {weight:g} ({split})")
+    blend = {"weight_model": weight, "weight_baseline": round(1 - weight, 2), "chosen_on": "validation",
+             "validation_clips": int(len(y_val)), "criterion": "log-loss",
+             "validation_log_loss": {"model": losses[-1], "baseline": losses[0], "blend": min(losses)},
+             "grid": list(GRID), "grid_log_loss": losses, "baseline_run": str(base_plan.run_dir.relative_to(run_dir)),
+             "features": plan.data.features,
+             "scored_on_choice_clips": split == "validation"}
+    write_json(run_dir / BLEND_FILE, blend)
+    print(f"[train] blend: model weight {weight:g} (validation log-loss {min(losses):.3f}; model alone "
+          f"{losses[-1]:.3f}, baseline alone {losses[0]:.3f}); {split} accuracy {metrics['genre']['accuracy']:.3f} "
+          f"(model alone {report['headline']['accuracy']:.3f})", flush=True)
+    alone = {key: report[key] for key in ("metrics", "headline")}
+    return {**report, "metrics": metrics, "headline": R.headline(task, metrics), "model_alone": alone,
+            "blend": blend}
