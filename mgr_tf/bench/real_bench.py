@@ -6,8 +6,10 @@ from `../shared/realdata/emotify/` (or `$MGR_TF_REALDATA/emotify`); it is never 
 repository. The audio goes through `mgr_tf.ingest` once, with the genres as lower-case names (an open
 label set of 4, not FMA's vocabulary), with musicnn's encoder input (`--encoder musicnn`), into the cache;
 then `mgr_tf.cv` runs the summary baseline, the LSTM, CNN and AST, and the pretrained musicnn encoder (heads
-on frozen MSD_musicnn embeddings) at their default settings on the same folds. A second table times one training epoch
-of the default CNN with and without patch training on the same full-length clips.
+on frozen MSD_musicnn embeddings) at their default settings on the same folds, as `mgr_tf.cv` runs them: the
+from-scratch models served blended with the baseline of each fold (their rows; the model alone in `extra`). A
+second table times one training epoch of the default CNN with and without patch training on the same full-length
+clips.
 
 Targets: CNN >= baseline + 0.05 accuracy; LSTM and AST >= baseline; musicnn >= baseline + 0.10 (issue 14);
 patch epoch >= 3x faster.
@@ -27,7 +29,7 @@ import keras
 from mgr_tf.audio.ingest import ingest
 from mgr_tf.audio.tracks import IngestConfig
 from mgr_tf.bench import Row
-from mgr_tf.core.config import DataConfig, RegressionConfig, TrainConfig
+from mgr_tf.core.config import DataConfig, RegressionConfig, TrainConfig, to_dict
 from mgr_tf.core.paths import cache_home
 from mgr_tf.data import dataset_info, make_dataset
 from mgr_tf.models import get_backbone, model_config
@@ -37,6 +39,7 @@ from mgr_tf.training.baseline import BASELINE_FAMILY, baseline_plan
 from mgr_tf.training.cv import cross_validate
 from mgr_tf.training.fit import compile_for
 from mgr_tf.training.plan import Plan
+from mgr_tf.training.runner import fingerprint
 
 FOLDS = 5
 MODELS = ("summary", "cnn", "lstm", "ast", "musicnn")  # the first is the baseline (trained as in every report)
@@ -76,19 +79,24 @@ def run(quick: bool) -> list[Row]:
     print(f"[bench real] Emotify ready in {root} ({time.time() - started:.0f} s)", file=sys.stderr)
     folds = 2 if quick else FOLDS
     rows: list[Row] = []
-    results = {}
+    results, alone = {}, {}
     for family in MODELS:
         spec = get_backbone(family)
         data = DataConfig(data_dir=str(root), variable_length=spec.variable_length, **spec.data_defaults)
-        out = cache_home() / "bench" / f"emotify_cv{folds}{'_quick' if quick else ''}_{family}"
-        plan = Plan(data, model_config(family), TrainConfig(), run_dir=out,
-                    command=f"python -m mgr_tf.cv {root} --folds {folds} --model {family} --no-baseline")
+        # As `mgr_tf.cv` runs it by default: with the baseline beside each fold, so a from-scratch model is served
+        # blended with it (`--blend auto`); the folder is named by the settings, so changed defaults rerun.
+        plan = Plan(data, model_config(family), TrainConfig(), baseline=family != BASELINE_FAMILY,
+                    command=f"python -m mgr_tf.cv {root} --folds {folds} --model {family}")
         if family == BASELINE_FAMILY:  # the baseline as every report trains it
-            plan = dataclasses.replace(baseline_plan(plan), run_dir=out, command=plan.command)
+            plan = dataclasses.replace(baseline_plan(plan), command=plan.command)
         if quick:
             plan = dataclasses.replace(plan, train=dataclasses.replace(plan.train, epochs=2))
-        result = cross_validate(plan, folds)
+        settings = fingerprint([to_dict(plan.data), to_dict(plan.model), to_dict(plan.train), plan.baseline])[:8]
+        out = cache_home() / "bench" / f"emotify_cv{folds}{'_quick' if quick else ''}_{family}_{settings}"
+        result = cross_validate(dataclasses.replace(plan, run_dir=out), folds)
         results[family] = result["summary"][family]
+        if f"{family} alone" in result["summary"]:
+            alone[family] = result["summary"][f"{family} alone"]["accuracy"]
     base = results["summary"]["accuracy"]["mean"]
     for family, summary in results.items():
         target = {"cnn": ">= baseline + 0.05", "lstm": ">= baseline", "ast": ">= baseline",
@@ -99,7 +107,10 @@ def run(quick: bool) -> list[Row]:
                                               "accuracy_std": summary["accuracy"]["std"],
                                               "macro_f1": summary["macro F1"]["mean"],
                                               "macro_f1_std": summary["macro F1"]["std"],
-                                              "seconds_per_fold": summary["seconds"]["mean"]}))
+                                              "seconds_per_fold": summary["seconds"]["mean"],
+                                              **({"blended": True, "alone_accuracy": alone[family]["mean"],
+                                                  "alone_accuracy_std": alone[family]["std"]}
+                                                 if family in alone else {})}))
     rows += patch_epoch_rows(root, quick)
     return rows
 
