@@ -64,10 +64,11 @@ def export_dir(run):
 @pytest.fixture(scope="session")
 def genre_run(tiny_corpus, tmp_path_factory):
     """A tiny CNN genre model trained for 2 epochs on the tiny corpus and exported (name 'genre'), with
-    the summary baseline trained beside it."""
+    the summary baseline trained beside it; served alone (`--blend off`: the blend has its own tests, in
+    test_blend)."""
     tmp = tmp_path_factory.mktemp("genre_run")
-    run_dir, report = run_train(["--task", "genre", "--data-dir", str(tiny_corpus), "--epochs", "2", *TINY_CNN],
-                                tmp, export="genre", baseline=True)
+    run_dir, report = run_train(["--task", "genre", "--data-dir", str(tiny_corpus), "--epochs", "2", *TINY_CNN,
+                                 "--blend", "off"], tmp, export="genre", baseline=True)
     return run_dir, report
 
 

@@ -41,10 +41,12 @@ def test_the_weight_is_the_grid_point_of_lowest_log_loss():
     ("musicnn", "genre", True, {}, False),  # an encoder's heads are linear already
     ("summary", "genre", True, {}, False),
     ("cnn", "genre", True, {"overfit_batch": True}, False),
+    ("cnn", "genre", True, {"val_fraction": 0.0}, False),  # no validation clips to choose the weight on
 ])
 def test_which_runs_blend_and_what_they_monitor(family, task, baseline, flags, expected):
     features = "musicnn" if family == "musicnn" else "mfcc"
-    plan = Plan(DataConfig(task=task, features=features, patch_frames=0 if family == "musicnn" else 256),
+    data_flags = {k: flags.pop(k) for k in list(flags) if k == "val_fraction"}
+    plan = Plan(DataConfig(task=task, features=features, patch_frames=0 if family == "musicnn" else 256, **data_flags),
                 model_config(family), TrainConfig(**flags), baseline=baseline)
     assert blends(plan) is expected
     assert check(plan).train.monitor == ("loss" if expected else "metric")
@@ -85,6 +87,53 @@ def test_an_mfcc_model_and_its_baseline_serve_as_one_model_on_the_fused_arrays(t
                          {"instances": [{"spectrogram": row.tolist()} for row in x]})
     np.testing.assert_allclose(np.array([p["probabilities"] for p in fused["predictions"]]), expected, atol=1e-5)
     assert [p["genre"] for p in answer["predictions"]] == [report["class_names"][i] for i in expected.argmax(-1)]
+
+    # Whatever weight the run chose, the served graph is the weighted average at any weight (here 0.3).
+    from mgr_tf.core.config import FeatureConfig
+    from mgr_tf.models.blend import blend_model
+
+    at = blend_model(model, base, 0.3, features="mfcc", feature_config=FeatureConfig())
+    np.testing.assert_allclose(
+        at.predict({"spectrogram": x}, verbose=0)["genre"],
+        0.3 * model.predict({"spectrogram": derive("mfcc", tf.constant(x))}, verbose=0)["genre"]
+        + 0.7 * base.predict({"spectrogram": x}, verbose=0)["genre"], atol=1e-6)
+
+    # The run's numbers are the blend's: blend.json's weight on the two saved models' test probabilities; the
+    # model alone keeps its own; the weight is the grid point of lowest validation log-loss, the model's own loss
+    # at w = 1.
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from mgr_tf import data as D
+    from mgr_tf.core.config import from_dict
+
+    def probabilities(keras_model, run, split):
+        config = from_dict(DataConfig, json.loads((run / "config.json").read_text())["data"])
+        ds = D.make_dataset(config, split)
+        return np.concatenate([t["genre"].numpy() for _, t in ds]), keras_model.predict(ds, verbose=0)["genre"]
+
+    y, p_model = probabilities(model, run_dir, "test")
+    y_base, p_base = probabilities(base, run_dir / "baseline", "test")
+    assert np.array_equal(y, y_base)
+    mixed = np.argmax(w * p_model + (1 - w) * p_base, axis=-1)
+    assert report["metrics"]["genre"]["accuracy"] == pytest.approx(accuracy_score(y, mixed))
+    assert report["metrics"]["genre"]["macro_f1"] == pytest.approx(f1_score(y, mixed, average="macro", zero_division=0))
+    alone = report["model_alone"]["metrics"]["genre"]
+    assert alone["accuracy"] == pytest.approx(accuracy_score(y, p_model.argmax(-1)))
+    assert w == blend["grid"][int(np.argmin(blend["grid_log_loss"]))]
+    y_val, p_val = probabilities(model, run_dir, "validation")
+    assert blend["validation_log_loss"]["model"] == pytest.approx(log_loss(p_val, y_val), rel=1e-5)
+    assert blend["validation_clips"] == report["counts"]["validation"] == len(y_val)
+    assert "blended with the summary baseline" in (run_dir / "report.md").read_text()
+
+    # `predict` on an audio file sends what the export's config asks for (the fused arrays).
+    import soundfile as sf
+
+    from mgr_tf.predict import main as predict_main
+
+    rate = 22050
+    t = np.arange(3 * rate) / rate
+    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate)
+    assert predict_main([str(export_dir((run_dir, report))), str(tmp_path / "tone.wav"), "--json", "--min-seconds", "2"]) == 0
 
     # Exported again from the run folder: the same blend.
     from mgr_tf.serving.export import export_run

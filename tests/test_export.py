@@ -138,8 +138,7 @@ def test_beat_model_has_no_waveform_signature_and_full_model_has_one(genre_run, 
     beat = tf.saved_model.load(str(export_dir(multitask_run)))
     assert "serving_waveform" in full.signatures and "serving_waveform" not in beat.signatures
     config = json.loads((export_dir(genre_run) / "assets" / "config.json").read_text())
-    # (the fixture serves a blend with its baseline: its default input is the fused arrays, `serving_fused` too)
-    assert config["signatures"] == ["serving_default", "serving_waveform", "serving_fused"]
+    assert config["signatures"] == ["serving_default", "serving_waveform"]
 
 
 def test_waveform_signature_matches_features_computed_outside(genre_run):

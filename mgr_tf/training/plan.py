@@ -65,7 +65,7 @@ def blends(plan: Plan) -> bool:
     train, spec = plan.train, plan.spec
     backbone = get_backbone(plan.model.family)
     return (plan.baseline and train.blend == "auto" and not train.overfit_batch and spec.task.classification
-            and backbone.frozen_layer is None and not spec.feature.stored)
+            and backbone.frozen_layer is None and not spec.feature.stored and plan.data.val_fraction > 0)
 
 
 def check(plan: Plan) -> Plan:
