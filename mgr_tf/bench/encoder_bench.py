@@ -45,6 +45,7 @@ from sklearn.preprocessing import StandardScaler
 from mgr_tf.bench import Row, timeit
 from mgr_tf.core.config import DataConfig, FeatureConfig
 from mgr_tf.core.paths import cache_home
+from mgr_tf.data.spec import resolve
 from mgr_tf.features.spectral import AudioFeatures, fused_features, load_audio
 from mgr_tf.models import model_config
 from mgr_tf.models.build import build_model
@@ -177,7 +178,8 @@ def _throughput(quick: bool) -> list[Row]:
     model = musicnn_model()
     embed = tf.function(lambda w: model(musicnn_frontend(w), training=False)[EMBEDDING_OUTPUT])
     data, cfg = DataConfig(), FeatureConfig()
-    cnn = build_model(model_config("cnn"), get_task("genre"), num_bands=data.num_bands, frames=data.patch_frames,
+    cnn = build_model(model_config("cnn"), get_task("genre"), num_bands=resolve(data).feature.bands(cfg),
+                      frames=data.patch_frames,
                       window_hop=data.patch_frames // 2, num_classes=10)
     features = AudioFeatures.from_feature_config(cfg, bands=data.features)
     infer = tf.function(lambda w: cnn({"spectrogram": features(w[None])}, training=False)["genre"])

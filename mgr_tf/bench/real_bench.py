@@ -32,6 +32,7 @@ from mgr_tf.bench import Row
 from mgr_tf.core.config import DataConfig, RegressionConfig, TrainConfig, to_dict
 from mgr_tf.core.paths import cache_home
 from mgr_tf.data import dataset_info, make_dataset
+from mgr_tf.data.spec import resolve
 from mgr_tf.models import get_backbone, model_config
 from mgr_tf.models.build import build_model
 from mgr_tf.tasks import get_task
@@ -128,7 +129,7 @@ def patch_epoch_rows(root: Path, quick: bool) -> list[Row]:
 
 
 def _patch_epoch(patched, quick: bool) -> list[Row]:
-    if not patched.patch:
+    if not resolve(patched).patch:
         patched = dataclasses.replace(patched, patch_frames=256)
     whole = dataclasses.replace(patched, patch_frames=0)
     seconds = {}
@@ -148,7 +149,7 @@ def _patch_epoch(patched, quick: bool) -> list[Row]:
         seconds[name] = min(times)
         keras.backend.clear_session()
     label = f"CNN epoch on Emotify, {patched.features}"
-    return [Row("real", f"{label}, whole {whole.frames}-frame clips", seconds["whole clips"], "s"),
-            Row("real", f"{label}, {patched.patch}-frame patches", seconds["patches"], "s",
+    return [Row("real", f"{label}, whole {resolve(whole).frames}-frame clips", seconds["whole clips"], "s"),
+            Row("real", f"{label}, {resolve(patched).patch}-frame patches", seconds["patches"], "s",
                 ratio=seconds["whole clips"] / seconds["patches"], baseline="whole-clip epoch (speed-up)",
                 target=">= 3x")]
