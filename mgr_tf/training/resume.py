@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -55,8 +56,23 @@ class BackupAndRestoreBest(keras.callbacks.BackupAndRestore):
         folder.mkdir(parents=True, exist_ok=True)
         state = {"epoch": epoch, "callbacks": [self._state_of(cb, folder, epoch) for cb in self.tracked]}
         write_json(folder / f"callbacks-{epoch}.json", state)
-        super()._save_model()
+        self._save_backup(folder)
         self._prune(folder, keep=(epoch, epoch - 1))
+
+    def _save_backup(self, folder: Path) -> None:
+        """Keras's backup of the weights and the epoch, each written atomically (a temporary file, then one
+        rename): a kill mid-write leaves the previous backup whole. Keras writes the weights in place, so a kill
+        during the first epoch's backup (no previous one to fall back on) left a file no resume could open."""
+        if self.double_checkpoint and os.path.exists(self._weights_path):
+            _copy_atomically(self._weights_path, self._prev_weights_path)
+        if self.double_checkpoint and os.path.exists(self._training_metadata_path):
+            _copy_atomically(self._training_metadata_path, self._prev_training_metadata_path)
+        for stale in folder.glob(".*.part.weights.h5"):  # of a killed earlier write (one trainer per run folder)
+            stale.unlink(missing_ok=True)
+        tmp = folder / f".{os.getpid()}.part.weights.h5"
+        self.model.save_weights(filepath=str(tmp), overwrite=True)
+        os.replace(tmp, self._weights_path)
+        write_json(Path(self._training_metadata_path), {"epoch": self._current_epoch, "batch": self._last_batch_seen})
 
     def _load_model(self):
         super()._load_model()
@@ -125,6 +141,12 @@ def _plain(value):
     if value is None or isinstance(value, (bool, int, str)):
         return value
     return float(np.asarray(value))
+
+
+def _copy_atomically(source: str, target: str) -> None:
+    tmp = f"{target}.{os.getpid()}.part"
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
 
 
 def _save_arrays(path: Path, arrays) -> None:
