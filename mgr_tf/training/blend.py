@@ -18,7 +18,6 @@ the embedded corpus). `blend_run` runs after the baseline (`mgr_tf.training.runn
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from mgr_tf.core.io import write_json
 from mgr_tf.data import make_dataset, split_ids
@@ -26,6 +25,7 @@ from mgr_tf.models import get_backbone
 from mgr_tf.models.blend import BLEND_FILE
 from mgr_tf.models.build import load_keras_model
 from mgr_tf.training import report as R
+from mgr_tf.training.fit import targets_and_predictions
 from mgr_tf.training.frozen import adapt_norm, features_of, fit_convex_heads, split_at
 from mgr_tf.training.plan import Plan
 
@@ -49,14 +49,8 @@ def choose_weight(p_model: np.ndarray, p_baseline: np.ndarray, labels: np.ndarra
 
 def probabilities(model, spec, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(labels, genre probabilities) of every clip of a split, in `split_ids` order, as the run scores them."""
-    # One function traced for any batch shape: batches of whole clips differ in length (Keras's own predict
-    # would trace again for each and warn about it).
-    answer = tf.function(lambda x: model(x, training=False)["genre"], reduce_retracing=True)
-    labels, probs = [], []
-    for inputs, targets, *_ in make_dataset(spec, split):
-        labels.append(targets["genre"].numpy().reshape(-1))
-        probs.append(answer(inputs).numpy())
-    y, p = np.concatenate(labels).astype(int), np.concatenate(probs).astype(np.float64)
+    truth, predicted = targets_and_predictions(model, make_dataset(spec, split))
+    y, p = truth["genre"].reshape(-1).astype(int), np.asarray(predicted["genre"], np.float64)
     if len(y) != len(split_ids(spec, split)):
         raise ValueError(f"blend: {split} gave {len(y)} rows for {len(split_ids(spec, split))} clips")
     return y, p
