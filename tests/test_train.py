@@ -174,3 +174,21 @@ def test_unlabelled_test_split_evaluates_on_validation_and_says_so(tiny_corpus, 
                            *TINY_CNN], tmp_path)
     assert report["eval_split"] == "validation" and "no labels" in report["eval_split_reason"]
     assert report["metrics"]["danceability"]["num_examples"] == report["counts"]["validation"]
+
+
+def test_tensorflows_retracing_warning_is_dropped_and_every_other_record_kept(caplog):
+    import logging
+
+    from mgr_tf.core.cli import _DropRetracing
+
+    logger = logging.getLogger("mgr_tf.test_retracing")
+    drop = _DropRetracing()
+    logger.addFilter(drop)
+    try:
+        with caplog.at_level(logging.WARNING, logger=logger.name):
+            logger.warning("5 out of the last 5 calls to <function f at 0x7f> triggered tf.function retracing. "
+                           "Tracing is expensive")
+            logger.warning("a warning that matters")
+    finally:
+        logger.removeFilter(drop)
+    assert [record.getMessage() for record in caplog.records] == ["a warning that matters"]

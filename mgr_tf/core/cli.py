@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import dataclasses
 import importlib.abc
+import logging
 import os
 import re
 import sys
@@ -68,6 +69,20 @@ class _Quiet:
 
     set_log_level = False
     finder: "_FilterTensorFlowImport | None" = None
+    retracing: "logging.Filter | None" = None
+
+
+class _DropRetracing(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warnings (Python logger "tensorflow").
+
+    Keras builds a new predict function for every model it is asked to predict with; a run that scores
+    several models (the model, the baseline, the blend's choice) on small splits trips TensorFlow's counter
+    of retraces per call site, which then warns about "excessive retracing" although nothing retraces
+    needlessly. Every other record of the logger passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
 
 
 def quiet_tensorflow() -> None:
@@ -79,7 +94,8 @@ def quiet_tensorflow() -> None:
     GPU; real failures still raise in Python. The lines printed while TensorFlow's libraries load (absl's
     "All log messages before absl::InitializeLog()" notice, the oneDNN and CUDA-driver INFO lines) ignore that
     variable: an import hook filters them out of stderr while `import tensorflow` runs (`filtered_stderr`),
-    passing every other line. `--verbose` (`show_tensorflow_notices`) or TF_CPP_MIN_LOG_LEVEL=0 shows everything.
+    passing every other line. A filter on the Python logger "tensorflow" drops its retracing warnings
+    (`_DropRetracing`). `--verbose` (`show_tensorflow_notices`) or TF_CPP_MIN_LOG_LEVEL=0 shows everything.
     """
     if "tensorflow" in sys.modules:
         return
@@ -89,6 +105,9 @@ def quiet_tensorflow() -> None:
     if os.environ[LOG_LEVEL_VARIABLE] != "0" and _Quiet.finder is None:
         _Quiet.finder = _FilterTensorFlowImport()
         sys.meta_path.insert(0, _Quiet.finder)
+    if os.environ[LOG_LEVEL_VARIABLE] != "0" and _Quiet.retracing is None:
+        _Quiet.retracing = _DropRetracing()
+        logging.getLogger("tensorflow").addFilter(_Quiet.retracing)
 
 
 def show_tensorflow_notices() -> None:
@@ -100,6 +119,9 @@ def show_tensorflow_notices() -> None:
         with contextlib.suppress(ValueError):
             sys.meta_path.remove(_Quiet.finder)
         _Quiet.finder = None
+    if _Quiet.retracing is not None:
+        logging.getLogger("tensorflow").removeFilter(_Quiet.retracing)
+        _Quiet.retracing = None
 
 
 @contextlib.contextmanager
