@@ -122,7 +122,7 @@ def test_musicnn_flags_default_to_its_input_and_refuse_others():
 
     data, model, _, _ = configs_from_args(parse_args(build_parser(), ["--model", "musicnn"]))
     assert (data.features, data.patch_frames, resolve(data).frames, data.batch_size) == ("musicnn", 0, 1870, 8)
-    assert model.musicnn_encoder == "MSD_musicnn" and model.musicnn_pretrained
+    assert model.musicnn_encoder == "MSD_musicnn+MTT_musicnn" and model.musicnn_pretrained
     data, _, _, _ = configs_from_args(parse_args(build_parser(), ["--model", "cnn"]))
     assert (data.features, data.patch_frames) == ("mfcc", 256)  # other families keep the general defaults
     config = model_config("musicnn", musicnn_pretrained=False)
@@ -134,7 +134,23 @@ def test_musicnn_flags_default_to_its_input_and_refuse_others():
         resolve(DataConfig(features="musicnn", beat=True))
 
 
+def test_encoder_names_split_on_plus_except_for_an_existing_file(tmp_path):
+    from mgr_tf.models import model_config
+    from mgr_tf.models.musicnn.presets import encoder_names
+
+    assert encoder_names("MSD_musicnn+MTT_musicnn") == ["MSD_musicnn", "MTT_musicnn"]
+    assert encoder_names("MTT_musicnn") == ["MTT_musicnn"]
+    odd = tmp_path / "a+b.keras"
+    odd.write_bytes(b"")
+    assert encoder_names(str(odd)) == [str(odd)]
+    assert encoder_names(f"MSD_musicnn+{tmp_path}/m.keras") == ["MSD_musicnn", f"{tmp_path}/m.keras"]
+    for bad, why in (("", "joined by"), ("MSD_musicnn+", "joined by"), ("MSD_musicnn+MSD_musicnn", "twice")):
+        with pytest.raises(ValueError, match=why):
+            model_config("musicnn", musicnn_encoder=bad)
+
+
 def test_fine_tuning_trains_the_encoder_but_not_its_batch_norm_statistics():
+    from mgr_tf.models.build import nested_layers
     from mgr_tf.models.musicnn.backbone import fine_tune
     from mgr_tf.models.musicnn.presets import ENCODER_LAYER
     from tests.model_harness import check_fit_step, tiny_config, tiny_model
@@ -145,8 +161,9 @@ def test_fine_tuning_trains_the_encoder_but_not_its_batch_norm_statistics():
     trainable = {id(w) for w in model.trainable_weights}
     assert not encoder.trainable and not any(id(w) in trainable for w in encoder.weights)
     assert fine_tune(model, config) == 2
-    norms = [layer for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    convs = [layer for layer in encoder.layers if isinstance(layer, keras.layers.Conv2D)]
+    layers = list(nested_layers(encoder))  # the default pair: two taggers nested in the encoder
+    norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    convs = [layer for layer in layers if isinstance(layer, keras.layers.Conv2D)]
     moving = [np.array(layer.moving_mean) for layer in norms]
     kernels = [np.array(layer.kernel) for layer in convs]
     check_fit_step(model, "genre")
@@ -158,7 +175,7 @@ def test_fine_tuning_trains_the_encoder_but_not_its_batch_norm_statistics():
 def test_transfer_from_a_musicnn_model_keeps_the_encoders_batch_norm_frozen():
     """--init-from a musicnn genre model: the generic unfreezing of the fine-tuning phase trains the encoder's
     convolutions, not its batch-normalisation statistics."""
-    from mgr_tf.models.build import set_backbone_trainable, transfer_model
+    from mgr_tf.models.build import nested_layers, set_backbone_trainable, transfer_model
     from mgr_tf.models.musicnn.presets import ENCODER_LAYER
     from mgr_tf.tasks import task_for
     from tests.model_harness import tiny_config, tiny_model
@@ -167,7 +184,7 @@ def test_transfer_from_a_musicnn_model_keeps_the_encoders_batch_norm_frozen():
     model = transfer_model(genre, task_for("valence"), tiny_config("musicnn"))
     set_backbone_trainable(model, True)
     encoder = model.get_layer(ENCODER_LAYER)
-    layers = list(encoder.layers)
+    layers = list(nested_layers(encoder))
     norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and not any(layer.trainable for layer in norms)
     assert all(layer.trainable for layer in layers if isinstance(layer, keras.layers.Conv2D))
@@ -222,7 +239,7 @@ def test_heads_are_solved_on_standardised_embeddings_as_logistic_regression(musi
             pooled.append(np.asarray(frozen(x, training=False)))
             labels.append(np.asarray(y["genre"]))
     pooled, labels = np.concatenate(pooled), np.concatenate(labels)
-    assert pooled.shape == (report["head_fit"]["clips"], 200)
+    assert pooled.shape == (report["head_fit"]["clips"], 400)  # the default pair: MSD_musicnn then MTT_musicnn, 200 units each
     norm = model.get_layer("embedding_norm")
     # The normalisation was adapted on exactly these embeddings (so the frozen encoder did not change).
     np.testing.assert_allclose(np.asarray(norm.mean).reshape(-1), pooled.mean(axis=0), rtol=1e-4, atol=1e-5)
@@ -286,15 +303,18 @@ def test_export_serves_16k_waveforms_as_the_stored_arrays(musicnn_run, encoder_r
 
 
 def test_bfloat16_encoder_computes_in_bfloat16_and_gives_float32_embeddings(tmp_path):
-    from mgr_tf.models.build import at_precision
+    from mgr_tf.models.build import at_precision, nested_layers
     from mgr_tf.models.musicnn.presets import ENCODER_LAYER, PATCH_FRAMES
     from tests.model_harness import tiny_config, tiny_model
+
+    def convs(encoder):  # the first convolution of each tagger of the default pair
+        return [layer for layer in nested_layers(encoder) if layer.name == "conv2d"]
 
     float32 = tiny_model("musicnn", "genre")
     model = tiny_model("musicnn", "genre", config=tiny_config("musicnn", musicnn_precision="bfloat16"))
     assert at_precision(float32, "float32") is float32  # float32 is the model itself, bit for bit
     encoder = model.get_layer(ENCODER_LAYER)
-    assert encoder.get_layer("conv2d").dtype_policy.name == "mixed_bfloat16"
+    assert [layer.dtype_policy.name for layer in convs(encoder)] == ["mixed_bfloat16"] * 2
     assert encoder.output.dtype == "float32" and all(w.dtype == "float32" for w in encoder.weights)
     encoder.set_weights(float32.get_layer(ENCODER_LAYER).get_weights())
     patches = tf.constant(np.random.default_rng(0).uniform(0, 3, (4, PATCH_FRAMES, N_MELS)).astype(np.float32))
@@ -304,7 +324,7 @@ def test_bfloat16_encoder_computes_in_bfloat16_and_gives_float32_embeddings(tmp_
     assert b.dtype == np.float32 and cosine.min() > 0.999, cosine
     model.save(tmp_path / "bf16.keras")  # the policy is part of the saved model
     loaded = keras.saving.load_model(tmp_path / "bf16.keras", compile=False).get_layer(ENCODER_LAYER)
-    assert loaded.get_layer("conv2d").dtype_policy.name == "mixed_bfloat16"
+    assert [layer.dtype_policy.name for layer in convs(loaded)] == ["mixed_bfloat16"] * 2
     np.testing.assert_array_equal(np.asarray(loaded(patches, training=False)), b)
     with pytest.raises(ValueError, match="musicnn_precision must be one of float32, bfloat16"):
         tiny_config("musicnn", musicnn_precision="float16")

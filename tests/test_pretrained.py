@@ -351,3 +351,11 @@ def test_backbone_pools_the_published_encoders_embeddings(msd_keras, musicnn_whe
         got = np.asarray(pooled({"spectrogram": frames[None]}, training=False))[0]
         np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=encoder)
     assert (cache_home() / "musicnn" / "MSD_musicnn.keras").is_file()
+    # The default pair: both taggers on the same patches, MSD's 200 units then MTT's.
+    model = build_model(model_config("musicnn"), get_task("genre"), num_bands=N_MELS, frames=1870, num_classes=4)
+    pooled = keras.Model(model.input, model.get_layer("musicnn_pool").output)
+    got = np.asarray(pooled({"spectrogram": frames[None]}, training=False))[0]
+    mtt = keras.saving.load_model(cache_home() / "musicnn" / "MTT_musicnn.keras", compile=False)
+    mtt_expected = np.asarray(mtt(frames.reshape(2, PATCH_FRAMES, N_MELS), training=False)["embedding"]).mean(0)
+    assert got.shape == (400,)
+    np.testing.assert_allclose(got, np.concatenate([expected, mtt_expected]), atol=1e-5)

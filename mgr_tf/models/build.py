@@ -129,16 +129,17 @@ def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:
         if _is_backbone_layer(layer, _output_keys(model)) and layer.name != NORM_LAYER:
             layer.trainable = trainable
             if trainable and isinstance(layer, keras.Model):
-                for inner in _nested_layers(layer):
+                for inner in nested_layers(layer):
                     if isinstance(inner, keras.layers.BatchNormalization):
                         inner.trainable = False
 
 
-def _nested_layers(model: keras.Model):
+def nested_layers(model: keras.Model):
+    """Every layer of `model`, and of the models nested in it, depth first."""
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):
-            yield from _nested_layers(layer)
+            yield from nested_layers(layer)
 
 
 def load_keras_model(path: str | Path) -> keras.Model:

@@ -1,11 +1,16 @@
 """`--model musicnn`: a pretrained musicnn encoder (frozen, optionally fine-tuned) pooled over 3 s patches.
 
 The input is the `musicnn` feature type (16 kHz, 96-band log-mel frames that `mgr_tf.ingest --encoder musicnn`
-stores from the audio); it is not standardised, as the encoder was trained on that scale. The clip is cut into
-non-overlapping 187-frame (3 s) patches, each patch is embedded by the encoder (MSD_musicnn: the 200-unit
-penultimate layer), and the embeddings are averaged over the clip's patches (all-padding patches left out); a
-`Normalization` layer, adapted on the training split's pooled embeddings, standardises them before the task's
-heads.
+stores from the audio); it is not standardised, as the encoders were trained on that scale. The clip is cut into
+non-overlapping 187-frame (3 s) patches, each patch is embedded by the encoder (MSD_musicnn and MTT_musicnn: the
+200-unit penultimate layer), and the embeddings are averaged over the clip's patches (all-padding patches left
+out); a `Normalization` layer, adapted on the training split's pooled embeddings, standardises them before the
+task's heads.
+
+`--musicnn-encoder A+B` (the default is MSD_musicnn+MTT_musicnn) runs several encoders on the same patches and
+concatenates their embeddings: all the wheel's models take the same input. The two taggers were trained on
+different music and tags (the Million Song Dataset's Last.fm tags, mostly genres; MagnaTagATune's, mostly
+instruments, timbre and mood), and on Emotify their pair beat either one (docs/results.md).
 
 Training (`mgr_tf.training.fit`): the encoder is frozen, so its pooled embeddings are computed once per clip and
 the heads are fitted on them (phase "frozen"); `--musicnn-fine-tune-epochs N` then trains end to end for N epochs
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import keras
 
-from mgr_tf.models.build import at_precision
+from mgr_tf.models.build import at_precision, nested_layers
 from mgr_tf.models.layers import SplitWindows, WindowMean, WindowPool
 from mgr_tf.models.musicnn.architecture import build_musicnn
 from mgr_tf.models.musicnn.convert import encoder_file
@@ -28,21 +33,38 @@ from mgr_tf.models.musicnn.presets import (
     PATCH_FRAMES,
     POOL_LAYER,
     PRETRAINED,
+    encoder_names,
 )
 
 
-def encoder(config) -> keras.Model:
-    """The patch -> embedding encoder of `config` (frozen, at `config.musicnn_precision`), named `ENCODER_LAYER`."""
-    name = config.musicnn_encoder
-    if config.musicnn_pretrained:
+def _tagger_embedding(name: str, pretrained: bool, model_name: str) -> keras.Model:
+    """One tagger's patch -> embedding part, named `model_name`."""
+    if pretrained:
         tagger = keras.saving.load_model(encoder_file(name), compile=False)
     elif name in PRETRAINED:
         tagger = build_musicnn(name)
     else:
         raise ValueError(f"--no-musicnn-pretrained builds one of {', '.join(PRETRAINED)} from scratch, "
                          f"not {name!r}")
-    model = keras.Model(tagger.input, tagger.get_layer(EMBEDDING_OUTPUT).output, name=ENCODER_LAYER)
-    model = at_precision(model, config.musicnn_precision)
+    return keras.Model(tagger.input, tagger.get_layer(EMBEDDING_OUTPUT).output, name=model_name)
+
+
+def encoder(config) -> keras.Model:
+    """The patch -> embedding encoder of `config` (frozen, at `config.musicnn_precision`), named `ENCODER_LAYER`.
+
+    One name gives that tagger's embedding part; several (`encoder_names`) give a model running each of them,
+    nested as `ENCODER_LAYER`_1, _2, ..., with their embeddings concatenated in the order named.
+    """
+    names = encoder_names(config.musicnn_encoder)
+    if len(names) == 1:
+        model = _tagger_embedding(names[0], config.musicnn_pretrained, ENCODER_LAYER)
+        model = at_precision(model, config.musicnn_precision)
+    else:
+        parts = [at_precision(_tagger_embedding(name, config.musicnn_pretrained, f"{ENCODER_LAYER}_{i}"),
+                              config.musicnn_precision) for i, name in enumerate(names, 1)]
+        patches = keras.Input(shape=(PATCH_FRAMES, N_MELS), name="patches")
+        joined = keras.layers.Concatenate(name="embeddings")([part(patches) for part in parts])
+        model = keras.Model(patches, joined, name=ENCODER_LAYER)
     model.trainable = False
     return model
 
@@ -70,7 +92,7 @@ def fine_tune(model: keras.Model, config) -> int:
     if epochs:
         inner = model.get_layer(ENCODER_LAYER)
         inner.trainable = True
-        for layer in inner.layers:
+        for layer in nested_layers(inner):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
     return epochs
