@@ -10,7 +10,8 @@ task's heads.
 `--musicnn-encoder A+B` (the default is MSD_musicnn+MTT_musicnn) runs several encoders on the same patches and
 concatenates their embeddings: all the wheel's models take the same input. The two taggers were trained on
 different music and tags (the Million Song Dataset's Last.fm tags, mostly genres; MagnaTagATune's, mostly
-instruments, timbre and mood), and on Emotify their pair beat either one (docs/results.md).
+instruments, timbre and mood); on Emotify the pair beat MSD_musicnn alone and matched MTT_musicnn alone
+(docs/results.md).
 
 Training (`mgr_tf.training.fit`): the encoder is frozen, so its pooled embeddings are computed once per clip and
 the heads are fitted on them (phase "frozen"); `--musicnn-fine-tune-epochs N` then trains end to end for N epochs
