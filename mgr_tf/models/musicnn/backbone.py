@@ -57,12 +57,12 @@ def encoder(config) -> keras.Model:
     nested as `ENCODER_LAYER`_1, _2, ..., with their embeddings concatenated in the order named.
     """
     names = encoder_names(config.musicnn_encoder)
-    if len(names) == 1:
-        model = _tagger_embedding(names[0], config.musicnn_pretrained, ENCODER_LAYER)
-        model = at_precision(model, config.musicnn_precision)
+    parts = [at_precision(_tagger_embedding(name, config.musicnn_pretrained,
+                                            ENCODER_LAYER if len(names) == 1 else f"{ENCODER_LAYER}_{i}"),
+                          config.musicnn_precision) for i, name in enumerate(names, 1)]
+    if len(parts) == 1:
+        model = parts[0]
     else:
-        parts = [at_precision(_tagger_embedding(name, config.musicnn_pretrained, f"{ENCODER_LAYER}_{i}"),
-                              config.musicnn_precision) for i, name in enumerate(names, 1)]
         patches = keras.Input(shape=(PATCH_FRAMES, N_MELS), name="patches")
         joined = keras.layers.Concatenate(name="embeddings")([part(patches) for part in parts])
         model = keras.Model(patches, joined, name=ENCODER_LAYER)
