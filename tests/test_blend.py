@@ -1,4 +1,4 @@
-"""The blend of a from-scratch genre model with its baseline (`mgr_tf.training.blend`, `mgr_tf.models.blend`)."""
+"""The blend of a from-scratch genre model with the wide statistics model (`mgr_tf.training.blend`, `mgr_tf.models.blend`)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_which_runs_blend_and_what_they_monitor(family, task, baseline, flags, e
 
 
 @pytest.mark.slow
-def test_an_mfcc_model_and_its_baseline_serve_as_one_model_on_the_fused_arrays(tiny_corpus, tmp_path):
+def test_an_mfcc_model_and_its_statistics_partner_serve_as_one_model_on_the_fused_arrays(tiny_corpus, tmp_path):
     import keras
     import tensorflow as tf
 
@@ -71,11 +71,13 @@ def test_an_mfcc_model_and_its_baseline_serve_as_one_model_on_the_fused_arrays(t
     assert config["data"]["features"] == "fused" and config["num_bands"] == 140 and config["model_features"] == "mfcc"
     assert config["signatures"] == ["serving_default", "serving_waveform", "serving_fused"]
 
-    # Served = w * model(MFCCs of the arrays) + (1 - w) * baseline(arrays), through TF Serving's REST format.
+    # Served = w * model(MFCCs of the arrays) + (1 - w) * wide statistics model(arrays), through TF Serving's REST
+    # format; the baseline (mean and std only) is the yardstick beside them, not part of the served model.
     x = np.random.default_rng(0).normal(-30, 10, size=(2, 300, 140)).astype(np.float32)
     x[..., 128:] = np.random.default_rng(1).uniform(0, 1, size=(2, 300, 12))
     model = keras.saving.load_model(run_dir / "model.keras", compile=False)
-    base = keras.saving.load_model(run_dir / "baseline" / "model.keras", compile=False)
+    base = keras.saving.load_model(run_dir / "wide" / "model.keras", compile=False)
+    assert blend["partner_run"] == "wide" and base.get_layer("statistics").output.shape[-1] == 5 * 140
     w = blend["weight_model"]
     expected = (w * model.predict({"spectrogram": derive("mfcc", tf.constant(x))}, verbose=0)["genre"]
                 + (1 - w) * base.predict({"spectrogram": x}, verbose=0)["genre"])
@@ -112,7 +114,7 @@ def test_an_mfcc_model_and_its_baseline_serve_as_one_model_on_the_fused_arrays(t
         return np.concatenate([t["genre"].numpy() for _, t in ds]), keras_model.predict(ds, verbose=0)["genre"]
 
     y, p_model = probabilities(model, run_dir, "test")
-    y_base, p_base = probabilities(base, run_dir / "baseline", "test")
+    y_base, p_base = probabilities(base, run_dir / "wide", "test")
     assert np.array_equal(y, y_base)
     mixed = np.argmax(w * p_model + (1 - w) * p_base, axis=-1)
     assert report["metrics"]["genre"]["accuracy"] == pytest.approx(accuracy_score(y, mixed))
@@ -123,7 +125,10 @@ def test_an_mfcc_model_and_its_baseline_serve_as_one_model_on_the_fused_arrays(t
     y_val, p_val = probabilities(model, run_dir, "validation")
     assert blend["validation_log_loss"]["model"] == pytest.approx(log_loss(p_val, y_val), rel=1e-5)
     assert blend["validation_clips"] == report["counts"]["validation"] == len(y_val)
-    assert "blended with the summary baseline" in (run_dir / "report.md").read_text()
+    assert report["wide_alone"]["metrics"]["genre"]["accuracy"] == pytest.approx(accuracy_score(y, p_base.argmax(-1)))
+    markdown = (run_dir / "report.md").read_text()
+    assert "blended with a linear head on per-band statistics (mean, std, min, max, delta_std)" in markdown
+    assert "| wide statistics alone |" in markdown and "| summary baseline |" in markdown
 
     # `predict` on an audio file sends what the export's config asks for (the fused arrays).
     import soundfile as sf
@@ -141,6 +146,19 @@ def test_an_mfcc_model_and_its_baseline_serve_as_one_model_on_the_fused_arrays(t
     again = export_run(run_dir, name="again", root=str(tmp_path / "exports"))
     answer = rest_predict(load_signature(Path(again)), {"instances": [{"spectrogram": row.tolist()} for row in x]})
     np.testing.assert_allclose(np.array([p["probabilities"] for p in answer["predictions"]]), expected, atol=1e-5)
+
+
+def test_the_blend_partner_is_the_baseline_with_every_statistic_on_the_same_split(tmp_path):
+    from mgr_tf.training.baseline import baseline_plan, wide_plan
+
+    plan = Plan(DataConfig(features="mfcc", cv_folds=5, cv_fold=2, seed=7), model_config("cnn"), TrainConfig(),
+                run_dir=tmp_path / "run", export_name="x", baseline=True)
+    wide, base = wide_plan(plan), baseline_plan(plan)
+    assert base.model.backbone.summary_stats == ("mean", "std")
+    assert wide.model.backbone.summary_stats == ("mean", "std", "min", "max", "delta_std")
+    assert wide.run_dir == tmp_path / "run" / "wide" and wide.export_name is None and not wide.baseline
+    assert wide.data == base.data and wide.train == base.train and wide.data.features == "fused"
+    assert (wide.data.cv_fold, wide.data.seed) == (2, 7)
 
 
 @pytest.mark.slow

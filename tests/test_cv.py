@@ -63,13 +63,16 @@ def test_cv_command_writes_table_and_resumes(tiny_corpus, tmp_path, capsys):
     assert main(argv) == 0
     result = json.loads((out / "cv_report.json").read_text())
     models = Counter(row["model"] for row in result["rows"])
-    # The default serves the CNN blended with its fold's baseline ("cnn"); the CNN alone is reported beside it.
-    assert models == {"cnn": 2, "cnn alone": 2, "summary baseline": 2}
-    assert set(result["summary"]) == {"cnn", "cnn alone", "summary baseline"}
+    # The default serves the CNN blended with its fold's wide statistics model ("cnn"); each alone, and the
+    # baseline, are reported beside it.
+    assert models == {"cnn": 2, "cnn alone": 2, "wide statistics alone": 2, "summary baseline": 2}
+    assert set(result["summary"]) == {"cnn", "cnn alone", "wide statistics alone", "summary baseline"}
     reports = [json.loads((out / f"fold_{k}" / "report.json").read_text()) for k in range(2)]
     assert result["blend_weights"] == [r["blend"]["weight_model"] for r in reports]
     assert [row["accuracy"] for row in result["rows"] if row["model"] == "cnn alone"] == [
         r["model_alone"]["headline"]["accuracy"] for r in reports]
+    assert [row["accuracy"] for row in result["rows"] if row["model"] == "wide statistics alone"] == [
+        r["wide_alone"]["headline"]["accuracy"] for r in reports]
     assert "the model's weight per fold" in (out / "cv_report.md").read_text()
     accs = [row["accuracy"] for row in result["rows"] if row["model"] == "cnn"]
     assert result["summary"]["cnn"]["accuracy"]["mean"] == pytest.approx(np.mean(accs))
@@ -81,7 +84,7 @@ def test_cv_command_writes_table_and_resumes(tiny_corpus, tmp_path, capsys):
     held_out = [line.split(",")[0] for fold in range(2)
                 for line in (out / f"fold_{fold}" / "predictions.csv").read_text().splitlines()[1:]]
     assert len(held_out) == len(set(held_out)) == result["examples"]
-    assert set(result["pooled"]) == {"cnn", "cnn alone", "summary baseline"}
+    assert set(result["pooled"]) == {"cnn", "cnn alone", "wide statistics alone", "summary baseline"}
     stamp = (out / "fold_0" / "report.json").stat().st_mtime_ns
     capsys.readouterr()
     assert main(argv) == 0

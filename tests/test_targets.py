@@ -194,7 +194,8 @@ def test_made_up_targets_go_from_audio_to_served_predictions(target_root, tmp_pa
         "learned": run_train(["--data-dir", str(root), "--task", "regression", "--learned-weights", *TINY],
                              tmp_path, "learned"),
         "encoder": run_train(["--data-dir", str(root), "--task", "regression", "--targets", "rating", "sparkle",
-                              "--model", "musicnn", "--no-musicnn-pretrained", "--epochs", "2", "--batch-size", "4",
+                              "--model", "musicnn", "--no-musicnn-pretrained", "--musicnn-encoder", "MSD_musicnn",
+                              "--epochs", "2", "--batch-size", "4",
                               "--val-fraction", "0.25"], tmp_path, "encoder", export="encoder"),
     }
     assert set(runs["one"][1]["metrics"]) == {"grit"}

@@ -7,7 +7,7 @@ repository. The audio goes through `mgr_tf.ingest` once, with the genres as lowe
 label set of 4, not FMA's vocabulary), with musicnn's encoder input (`--encoder musicnn`), into the cache;
 then `mgr_tf.cv` runs the summary baseline, the LSTM, CNN and AST, and the pretrained musicnn encoder (heads
 on frozen MSD_musicnn embeddings) at their default settings on the same folds, as `mgr_tf.cv` runs them: the
-from-scratch models served blended with the baseline of each fold (their rows; the model alone in `extra`). A
+from-scratch models served blended with each fold's wide statistics model (their rows; the model alone in `extra`). A
 second table times one training epoch of the default CNN with and without patch training on the same full-length
 clips.
 

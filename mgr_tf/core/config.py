@@ -259,14 +259,15 @@ class TrainConfig:
             1/2 ||W||^2); a target's fixed loss weight multiplies it.
         monitor: what early stopping, the best checkpoint and the learning-rate schedule watch on the
             validation clips, the task's metric (accuracy, or the mean Spearman of the targets) or its loss;
-            auto is the loss for a run blended with its baseline (calibrated probabilities are what the blend
-            weighs), else the metric.
+            auto is the loss for a blended run (calibrated probabilities are what the blend weighs), else the
+            metric.
         refit: after training, train a fresh model on the training and validation clips together for the
             best epoch's number of epochs, following the same learning rates, and serve it (from-scratch models;
             `mgr_tf.training.runner.refit`); the blend weight is still chosen with the first model on validation.
-        blend: auto serves a from-scratch genre model blended with the summary baseline trained beside it: the
+        blend: auto serves a from-scratch genre model blended with a linear model on every per-band statistic
+            (mean, std, min, max, delta_std: a superset of the baseline's mean and std) trained beside it: the
             two probability vectors averaged with the weight of lowest log-loss on the validation clips (0, the
-            baseline alone, to 1, the model alone; `mgr_tf.training.blend`); off serves the model alone.
+            statistics alone, to 1, the model alone; `mgr_tf.training.blend`); off serves the model alone.
         distribute: none (one process), mirrored (every GPU of this host, tf.distribute.MirroredStrategy), multiworker
             (the workers of TF_CONFIG, tf.distribute.MultiWorkerMirroredStrategy) or auto (multiworker when
             TF_CONFIG names several tasks, else mirrored when there are several GPUs, else none); --batch-size is

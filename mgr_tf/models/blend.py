@@ -1,8 +1,9 @@
-"""A genre model and the summary baseline trained beside it, served as one model: their probabilities averaged.
+"""A genre model and a statistics model trained beside it, served as one model: their probabilities averaged.
 
-`blend_model(model, baseline, weight, ...)` takes the stored fused arrays (time, mel + chroma), the baseline's
-input, derives the model's own feature type from them in the graph (`DeriveFeatures`: the mel rows, MFCCs, ...;
-nothing for fused) and answers `genre` = weight * the model's probabilities + (1 - weight) * the baseline's.
+`blend_model(model, partner, weight, ...)` takes the stored fused arrays (time, mel + chroma), the input of the
+summary family, derives the model's own feature type from them in the graph (`DeriveFeatures`: the mel rows,
+MFCCs, ...; nothing for fused) and answers `genre` = weight * the model's probabilities + (1 - weight) * the
+partner's. The partner is a summary-family model (the wide statistics of `mgr_tf.training.baseline.wide_plan`).
 The weight is chosen by `mgr_tf.training.blend`. A weighted average of two calibrated probability vectors is a
 probability vector, so the export, TF Serving and `predict` treat the pair like any genre model.
 
@@ -55,13 +56,13 @@ def fused_bands(feature_config: FeatureConfig) -> int:
     return feature_config.n_mels + feature_config.n_chroma
 
 
-def blend_model(model: keras.Model, baseline: keras.Model, weight: float, *, features: str,
+def blend_model(model: keras.Model, partner: keras.Model, weight: float, *, features: str,
                 feature_config: FeatureConfig) -> keras.Model:
-    """One functional model: fused arrays -> weight * model + (1 - weight) * baseline probabilities.
+    """One functional model: fused arrays -> weight * model + (1 - weight) * partner probabilities.
 
     Args:
         model: a trained genre model taking `features` (output "genre").
-        baseline: the summary baseline trained beside it, taking the fused arrays (output "genre").
+        partner: a summary-family model trained beside it, taking the fused arrays (output "genre").
         weight: the model's share, in [0, 1].
         features: the model's feature type.
         feature_config: the settings the arrays were made with.
@@ -71,7 +72,7 @@ def blend_model(model: keras.Model, baseline: keras.Model, weight: float, *, fea
     fused = keras.Input(shape=(None, fused_bands(feature_config)), name=INPUT_NAME)
     own = DeriveFeatures(features, to_dict(feature_config), name="derive_" + features)(fused)
     p_model = model({INPUT_NAME: own})[OUTPUT]
-    p_baseline = baseline({INPUT_NAME: fused})[OUTPUT]
+    p_partner = partner({INPUT_NAME: fused})[OUTPUT]
     mixed = keras.layers.Add(name=OUTPUT)([keras.layers.Rescaling(weight, name="model_share")(p_model),
-                                           keras.layers.Rescaling(1.0 - weight, name="baseline_share")(p_baseline)])
+                                           keras.layers.Rescaling(1.0 - weight, name="partner_share")(p_partner)])
     return keras.Model({INPUT_NAME: fused}, {OUTPUT: mixed}, name="blend")

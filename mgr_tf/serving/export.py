@@ -301,9 +301,9 @@ def export_run(run_dir: Path, *, name: str | None = None, root: str = "exported_
     except ValueError as exc:
         raise UserError(f"{run_dir / 'config.json'}: {exc}") from None
     blend = read_blend(run_dir)
-    if blend is not None:  # the model and its baseline, served as one model on the fused arrays
-        baseline = load_keras_model(run_dir / blend["baseline_run"])
-        model = blend_model(model, baseline, blend["weight_model"], features=data.features, feature_config=features)
+    if blend is not None:  # the model and its statistics partner, served as one model on the fused arrays
+        partner = load_keras_model(run_dir / (blend.get("partner_run") or blend["baseline_run"]))
+        model = blend_model(model, partner, blend["weight_model"], features=data.features, feature_config=features)
         config = served_config({**config, "blend": blend})
     return export_model(model, name, task=config["task"], class_names=config["class_names"],
                         num_bands=config["num_bands"], config=config, metrics=metrics, root=root,
@@ -313,7 +313,7 @@ def export_run(run_dir: Path, *, name: str | None = None, root: str = "exported_
 
 def served_config(config: Mapping) -> dict:
     """What an export of a run serves: the run's config, or for a blended run (config "blend") the fused arrays
-    as input, which the model's own feature type and the baseline's are both computed from."""
+    as input, which the model's own feature type and its partner's statistics are both computed from."""
     config = dict(config)
     if not config.get("blend"):
         return config

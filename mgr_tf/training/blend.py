@@ -1,16 +1,19 @@
-"""The blend of a from-scratch genre model with the summary baseline trained beside it (`--blend auto`).
+"""The blend of a from-scratch genre model with a linear model on clip statistics trained beside it (`--blend auto`).
 
-On tens or hundreds of clips a CNN trained from scratch and the summary-statistics baseline make different
-mistakes: averaging their probabilities beats both where either alone ties or loses (docs/results.md, Emotify and
-the embedded corpus). `blend_run` runs after the baseline (`mgr_tf.training.runner.finish`):
+On tens or hundreds of clips a CNN trained from scratch and a linear model on per-band clip statistics make
+different mistakes: averaging their probabilities beats both where either alone ties or loses (docs/results.md,
+Emotify and the embedded corpus). The partner is the wide statistics model (`mgr_tf.training.baseline.wide_plan`:
+every statistic of the summary family, a superset of the baseline's mean and std, the same convex head); the
+baseline itself stays the run's yardstick. `blend_run` runs after both (`mgr_tf.training.runner.finish`):
 
-1. both models' probabilities on the validation clips; the baseline's head is solved again on the training clips
+1. both models' probabilities on the validation clips; the partner's head is solved again on the training clips
    alone for this (its served head also saw the validation clips, which would bias the choice towards it);
 2. the model's weight w is the value of `GRID` with the lowest validation log-loss of w * model + (1 - w) *
-   baseline (ties: the smaller w). w = 0 serves the baseline alone, w = 1 the model alone: the choice is a
-   one-parameter fit on clips neither model was fitted on;
+   partner (ties: the smaller w). w = 0 serves the statistics model alone, w = 1 the model alone: the choice is
+   a one-parameter fit on clips neither model was fitted on;
 3. the blend is scored on the run's evaluation split, like every model: its metrics become the run's, the model
-   alone is kept in the report under "model_alone", its rows in `predictions_model.csv`;
+   alone is kept in the report under "model_alone" (its rows in `predictions_model.csv`), the partner alone
+   under "wide_alone";
 4. `blend.json` in the run folder records the weight and the validation losses; the export
    (`mgr_tf.serving.export.export_run`) then serves `mgr_tf.models.blend.blend_model`, which takes the fused arrays.
 """
@@ -56,8 +59,8 @@ def probabilities(model, spec, split: str) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
-def baseline_validation_probabilities(base_plan: Plan, base_report: dict) -> np.ndarray:
-    """The baseline's validation probabilities from a head fitted on the training clips only.
+def partner_validation_probabilities(base_plan: Plan, base_report: dict) -> np.ndarray:
+    """A statistics model's validation probabilities from a head fitted on the training clips only.
 
     A convex head (the default) was solved on train + validation: it is solved again on train alone, on the
     cached statistics. A head trained by gradient saw the validation clips only for early stopping: used as is.
@@ -78,6 +81,8 @@ def baseline_validation_probabilities(base_plan: Plan, base_report: dict) -> np.
 def blend_run(plan: Plan, report: dict, base_plan: Plan, base_report: dict) -> dict:
     """Chooses the blend weight, scores the blend and returns the run's report with the blend's metrics.
 
+    `base_plan` and `base_report` are the partner's (`wide_plan`), trained and scored on the same split.
+
     Writes `blend.json`, the blend's `predictions.csv` and confusion matrix; the model alone's rows move to
     `predictions_model.csv`.
     """
@@ -88,14 +93,14 @@ def blend_run(plan: Plan, report: dict, base_plan: Plan, base_report: dict) -> d
     # The weight is chosen with models that did not train on the validation clips (with --refit, the served one did).
     first = load_keras_model(run_dir / TRAIN_ONLY_MODEL) if (run_dir / TRAIN_ONLY_MODEL).is_file() else model
     y_val, p_model_val = probabilities(first, spec, "validation")
-    p_base_val = baseline_validation_probabilities(base_plan, base_report)
+    p_base_val = partner_validation_probabilities(base_plan, base_report)
     weight, losses = choose_weight(p_model_val, p_base_val, y_val)
 
     split = report["eval_split"]
     y, p_model = probabilities(model, spec, split)
     y_base, p_base = probabilities(base, base_plan.spec, split)
     if not np.array_equal(y, y_base):
-        raise ValueError("blend: the model and the baseline read the evaluation clips in different orders")
+        raise ValueError("blend: the model and its partner read the evaluation clips in different orders")
     mixed = weight * p_model + (1 - weight) * p_base
     ids = split_ids(spec, split)
     if (run_dir / R.PREDICTIONS).is_file():
@@ -103,16 +108,19 @@ def blend_run(plan: Plan, report: dict, base_plan: Plan, base_report: dict) -> d
     R.write_predictions(run_dir / R.PREDICTIONS, task, ids, {"genre": y}, {"genre": mixed}, class_names)
     metrics = R.evaluate(task, {"genre": y}, {"genre": mixed}, class_names=class_names, run_dir=run_dir,
                          title=f"blend, model weight {weight:g} ({split})")
-    blend = {"weight_model": weight, "weight_baseline": round(1 - weight, 2), "chosen_on": "validation",
+    stats = ", ".join(base_plan.model.backbone.summary_stats)
+    blend = {"weight_model": weight, "weight_partner": round(1 - weight, 2), "chosen_on": "validation",
+             "partner": f"linear head on per-band statistics ({stats})",
              "validation_clips": int(len(y_val)), "criterion": "log-loss",
-             "validation_log_loss": {"model": losses[-1], "baseline": losses[0], "blend": min(losses)},
-             "grid": list(GRID), "grid_log_loss": losses, "baseline_run": str(base_plan.run_dir.relative_to(run_dir)),
+             "validation_log_loss": {"model": losses[-1], "partner": losses[0], "blend": min(losses)},
+             "grid": list(GRID), "grid_log_loss": losses, "partner_run": str(base_plan.run_dir.relative_to(run_dir)),
              "features": plan.data.features,
              "scored_on_choice_clips": split == "validation"}
     write_json(run_dir / BLEND_FILE, blend)
     print(f"[train] blend: model weight {weight:g} (validation log-loss {min(losses):.3f}; model alone "
-          f"{losses[-1]:.3f}, baseline alone {losses[0]:.3f}); {split} accuracy {metrics['genre']['accuracy']:.3f} "
-          f"(model alone {report['headline']['accuracy']:.3f})", flush=True)
+          f"{losses[-1]:.3f}, statistics alone {losses[0]:.3f}); {split} accuracy {metrics['genre']['accuracy']:.3f} "
+          f"(model alone {report['headline']['accuracy']:.3f}, statistics alone "
+          f"{base_report['headline']['accuracy']:.3f})", flush=True)
     alone = {key: report[key] for key in ("metrics", "headline")}
     return {**report, "metrics": metrics, "headline": R.headline(task, metrics), "model_alone": alone,
-            "blend": blend}
+            "wide_alone": {key: base_report[key] for key in ("metrics", "headline", "train_seconds")}, "blend": blend}

@@ -20,6 +20,7 @@ from mgr_tf.core.cli import UserError
 from mgr_tf.core.io import write_json, write_text
 from mgr_tf.core.plotting import plt
 from mgr_tf.training import report as R
+from mgr_tf.training.baseline import WIDE_DIR
 from mgr_tf.training.blend import MODEL_PREDICTIONS
 from mgr_tf.training.plan import Plan, check
 from mgr_tf.training.runner import run
@@ -56,10 +57,10 @@ def render_markdown(result: dict) -> str:
     for row in result["rows"]:
         lines.append(f"| {row['model']} | {row['fold']} | " + " | ".join(f"{row[m]:.3f}" for m in metrics) + " |")
     if result.get("blend_weights"):
-        lines += ["", "Each fold serves the model blended with its baseline (`--blend auto`); the model's weight per "
-                  "fold, chosen on the fold's validation clips: " + ", ".join(
-                      "-" if w is None else f"{w:g}" for w in result["blend_weights"])
-                  + ". The row '... alone' is the model without the baseline."]
+        lines += ["", "Each fold serves the model blended with a linear model on every per-band statistic (`--blend "
+                  "auto`; the wide statistics, a superset of the baseline's); the model's weight per fold, chosen on "
+                  "the fold's validation clips: " + ", ".join("-" if w is None else f"{w:g}" for w in result["blend_weights"])
+                  + ". The rows '... alone' are the model and the statistics model each on its own."]
     if result.get("pooled"):
         names = list(next(iter(result["pooled"].values())))
         lines += ["", "Pooled out-of-fold predictions (every clip scored once, by the fold that held it out):", "",
@@ -77,6 +78,7 @@ def pooled_headlines(task, out, folds: int, class_names, *, baseline: bool) -> d
     fold that held it out): {"model": ..., "summary baseline": ...}; {} when a fold has no predictions.csv."""
     result = {}
     for name, sub, file in (("model", "", R.PREDICTIONS), ("model alone", "", MODEL_PREDICTIONS),
+                            ("wide statistics alone", WIDE_DIR, R.PREDICTIONS),
                             ("summary baseline", "baseline", R.PREDICTIONS)):
         if name != "model" and not baseline:
             continue
@@ -120,9 +122,12 @@ def cross_validate(plan: Plan, folds: int) -> dict:
         reports.append(report)
         rows.append({"model": plan.model.family, "fold": fold, **fold_metrics(report),
                      "seconds": float(report["train_seconds"])})
-        if report.get("model_alone"):  # the row above is the served blend; this one the model without the baseline
+        if report.get("model_alone"):  # the row above is the served blend; these the model and its partner alone
             rows.append({"model": f"{plan.model.family} alone", "fold": fold, **report["model_alone"]["headline"],
                          "seconds": float(report["train_seconds"])})
+        if report.get("wide_alone"):
+            rows.append({"model": "wide statistics alone", "fold": fold, **report["wide_alone"]["headline"],
+                         "seconds": float(report["wide_alone"].get("train_seconds", 0.0))})
         if report.get("baseline"):
             rows.append({"model": "summary baseline", "fold": fold, **report["baseline"]["headline"],
                          "seconds": float(report["baseline"]["train_seconds"])})

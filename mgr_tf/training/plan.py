@@ -59,7 +59,7 @@ def default_run_name(data: DataConfig, family: str) -> str:
 
 
 def blends(plan: Plan) -> bool:
-    """Whether the run serves its model blended with the summary baseline (`--blend auto`,
+    """Whether the run serves its model blended with the wide statistics model (`--blend auto`,
     `mgr_tf.training.blend`): a genre model trained from scratch on a feature type the fused arrays give, with
     the baseline trained beside it."""
     train, spec = plan.train, plan.spec

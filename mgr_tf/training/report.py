@@ -226,10 +226,12 @@ def render_markdown(report: Mapping) -> str:
     blend = report.get("blend")
     if blend:
         loss = blend["validation_log_loss"]
-        lines += [f"Served: the {report['model']} blended with the summary baseline, model weight "
-                  f"**{blend['weight_model']:g}** (baseline {blend['weight_baseline']:g}), the lowest log-loss on the "
-                  f"{blend['validation_clips']} validation clips ({loss['blend']:.3f}; the model alone {loss['model']:.3f}, "
-                  f"the baseline alone {loss['baseline']:.3f}); `--blend off` serves the model alone."
+        partner = blend.get("partner", "the summary baseline")
+        lines += [f"Served: the {report['model']} blended with a {partner}, model weight "
+                  f"**{blend['weight_model']:g}** (statistics {blend.get('weight_partner', blend.get('weight_baseline')):g}), "
+                  f"the lowest log-loss on the {blend['validation_clips']} validation clips ({loss['blend']:.3f}; the model "
+                  f"alone {loss['model']:.3f}, the statistics alone {loss.get('partner', loss.get('baseline')):.3f}); "
+                  "`--blend off` serves the model alone."
                   + (" The weight was chosen on the clips scored here (the test split has no labels)."
                      if blend.get("scored_on_choice_clips") else ""), ""]
     lines += metrics_markdown(task, report["metrics"])
@@ -238,10 +240,12 @@ def render_markdown(report: Mapping) -> str:
         ours = headline(task, report["metrics"])
         lines += ["## Against the summary-statistics baseline (same split)", "",
                   "| model | " + " | ".join(ours) + " |", "|---" * (len(ours) + 1) + "|",
-                  f"| {report['model']}{' + baseline blend (served)' if blend else ''} | "
+                  f"| {report['model']}{' + statistics blend (served)' if blend else ''} | "
                   + " | ".join(f"{v:.3f}" for v in ours.values()) + " |",
                   *([f"| {report['model']} alone | " + " | ".join(f"{report['model_alone']['headline'][k]:.3f}"
                                                                 for k in ours) + " |"] if blend else []),
+                  *(["| wide statistics alone | " + " | ".join(f"{report['wide_alone']['headline'][k]:.3f}"
+                                                              for k in ours) + " |"] if report.get("wide_alone") else []),
                   "| summary baseline | " + " | ".join(f"{base['headline'][k]:.3f}" for k in ours) + " |", ""]
         first = "mean Spearman" if "mean Spearman" in ours else next(iter(ours))
         if ours[first] < base["headline"][first]:

@@ -34,7 +34,7 @@ from mgr_tf.models.build import build_model, load_keras_model, transfer_model
 from mgr_tf.serving.export import check_interface, export_run, served_config
 from mgr_tf.training import distributed, rundir
 from mgr_tf.training import report as R
-from mgr_tf.training.baseline import baseline_plan, is_baseline
+from mgr_tf.training.baseline import baseline_plan, is_baseline, wide_plan
 from mgr_tf.training.blend import TRAIN_ONLY_MODEL, blend_run
 from mgr_tf.training.fit import best_epoch, compile_for, fit_phases, read_history, refit_phase, splits_at, targets_and_predictions
 from mgr_tf.training.frozen import CHUNK, features_of, split_at
@@ -211,8 +211,10 @@ def finish(plan: Plan, report: dict, *, extra: dict | None = None) -> dict:
         print("[train] baseline: summary statistics + linear head on the same split", flush=True)
         base_plan = baseline_plan(plan)
         base = finish(base_plan, fit_and_evaluate(base_plan).report)
-        if blends(plan):  # the served model becomes the blend of the two (before the baseline's entry is added)
-            report = blend_run(plan, report, base_plan, base)
+        if blends(plan):  # the served model becomes the model blended with the wide statistics model
+            print("[train] wide statistics (every per-band statistic + linear head), the blend's partner", flush=True)
+            partner = wide_plan(plan)
+            report = blend_run(plan, report, partner, finish(partner, fit_and_evaluate(partner).report))
         report["baseline"] = {key: base[key] for key in ("metrics", "headline", "eval_split", "train_seconds",
                                                          "epochs_run", "params", "head_fit") if key in base}
     write_report(plan.run_dir, report)  # first: a failed export keeps the run's report
