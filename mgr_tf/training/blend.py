@@ -43,10 +43,10 @@ def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
 
 
-def choose_weight(p_model: np.ndarray, p_baseline: np.ndarray, labels: np.ndarray) -> tuple[float, list[float]]:
+def choose_weight(p_model: np.ndarray, p_partner: np.ndarray, labels: np.ndarray) -> tuple[float, list[float]]:
     """(the model's weight of lowest log-loss on `GRID`, the log-loss at every grid point); ties: the smaller."""
     labels = np.asarray(labels).reshape(-1).astype(int)
-    losses = [log_loss(w * p_model + (1 - w) * p_baseline, labels) for w in GRID]
+    losses = [log_loss(w * p_model + (1 - w) * p_partner, labels) for w in GRID]
     return GRID[int(np.argmin(losses))], losses
 
 
@@ -59,29 +59,30 @@ def probabilities(model, spec, split: str) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
-def partner_validation_probabilities(base_plan: Plan, base_report: dict) -> np.ndarray:
+def partner_validation_probabilities(partner_plan: Plan, partner_report: dict) -> np.ndarray:
     """A statistics model's validation probabilities from a head fitted on the training clips only.
 
     A convex head (the default) was solved on train + validation: it is solved again on train alone, on the
     cached statistics. A head trained by gradient saw the validation clips only for early stopping: used as is.
     """
-    spec = base_plan.spec
-    model = load_keras_model(base_plan.run_dir)
-    if (base_report.get("head_fit") or {}).get("method") == "convex":
-        layer = get_backbone(base_plan.model.family).frozen_layer
+    spec = partner_plan.spec
+    model = load_keras_model(partner_plan.run_dir)
+    if (partner_report.get("head_fit") or {}).get("method") == "convex":
+        layer = get_backbone(partner_plan.model.family).frozen_layer
         frozen, rest = split_at(model, layer)
         train = features_of(frozen, spec, "train")
         val = features_of(frozen, spec, "validation")
         adapt_norm(rest, train.x)
-        fit_convex_heads(model, layer, spec.task, train, base_plan.regression, base_report["head_fit"]["c"])
+        fit_convex_heads(model, layer, spec.task, train, partner_plan.regression, partner_report["head_fit"]["c"])
         return np.asarray(rest.predict(val.x, batch_size=256, verbose=0)["genre"], np.float64)
     return probabilities(model, spec, "validation")[1]
 
 
-def blend_run(plan: Plan, report: dict, base_plan: Plan, base_report: dict) -> dict:
+def blend_run(plan: Plan, report: dict, partner_plan: Plan, partner_report: dict) -> dict:
     """Chooses the blend weight, scores the blend and returns the run's report with the blend's metrics.
 
-    `base_plan` and `base_report` are the partner's (`wide_plan`), trained and scored on the same split.
+    `partner_plan` and `partner_report` are the statistics partner's (`wide_plan`), trained and scored on the
+    same split.
 
     Writes `blend.json`, the blend's `predictions.csv` and confusion matrix; the model alone's rows move to
     `predictions_model.csv`.
@@ -89,38 +90,38 @@ def blend_run(plan: Plan, report: dict, base_plan: Plan, base_report: dict) -> d
     spec, task, run_dir = plan.spec, plan.spec.task, plan.run_dir
     class_names = report["class_names"]
     model = load_keras_model(run_dir)
-    base = load_keras_model(base_plan.run_dir)
+    partner = load_keras_model(partner_plan.run_dir)
     # The weight is chosen with models that did not train on the validation clips (with --refit, the served one did).
     first = load_keras_model(run_dir / TRAIN_ONLY_MODEL) if (run_dir / TRAIN_ONLY_MODEL).is_file() else model
     y_val, p_model_val = probabilities(first, spec, "validation")
-    p_base_val = partner_validation_probabilities(base_plan, base_report)
-    weight, losses = choose_weight(p_model_val, p_base_val, y_val)
+    p_partner_val = partner_validation_probabilities(partner_plan, partner_report)
+    weight, losses = choose_weight(p_model_val, p_partner_val, y_val)
 
     split = report["eval_split"]
     y, p_model = probabilities(model, spec, split)
-    y_base, p_base = probabilities(base, base_plan.spec, split)
-    if not np.array_equal(y, y_base):
+    y_partner, p_partner = probabilities(partner, partner_plan.spec, split)
+    if not np.array_equal(y, y_partner):
         raise ValueError("blend: the model and its partner read the evaluation clips in different orders")
-    mixed = weight * p_model + (1 - weight) * p_base
+    mixed = weight * p_model + (1 - weight) * p_partner
     ids = split_ids(spec, split)
     if (run_dir / R.PREDICTIONS).is_file():
         (run_dir / R.PREDICTIONS).replace(run_dir / MODEL_PREDICTIONS)
     R.write_predictions(run_dir / R.PREDICTIONS, task, ids, {"genre": y}, {"genre": mixed}, class_names)
     metrics = R.evaluate(task, {"genre": y}, {"genre": mixed}, class_names=class_names, run_dir=run_dir,
                          title=f"blend, model weight {weight:g} ({split})")
-    stats = ", ".join(base_plan.model.backbone.summary_stats)
+    stats = ", ".join(partner_plan.model.backbone.summary_stats)
     blend = {"weight_model": weight, "weight_partner": round(1 - weight, 2), "chosen_on": "validation",
              "partner": f"linear head on per-band statistics ({stats})",
              "validation_clips": int(len(y_val)), "criterion": "log-loss",
              "validation_log_loss": {"model": losses[-1], "partner": losses[0], "blend": min(losses)},
-             "grid": list(GRID), "grid_log_loss": losses, "partner_run": str(base_plan.run_dir.relative_to(run_dir)),
+             "grid": list(GRID), "grid_log_loss": losses, "partner_run": str(partner_plan.run_dir.relative_to(run_dir)),
              "features": plan.data.features,
              "scored_on_choice_clips": split == "validation"}
     write_json(run_dir / BLEND_FILE, blend)
     print(f"[train] blend: model weight {weight:g} (validation log-loss {min(losses):.3f}; model alone "
           f"{losses[-1]:.3f}, statistics alone {losses[0]:.3f}); {split} accuracy {metrics['genre']['accuracy']:.3f} "
           f"(model alone {report['headline']['accuracy']:.3f}, statistics alone "
-          f"{base_report['headline']['accuracy']:.3f})", flush=True)
+          f"{partner_report['headline']['accuracy']:.3f})", flush=True)
     alone = {key: report[key] for key in ("metrics", "headline")}
     return {**report, "metrics": metrics, "headline": R.headline(task, metrics), "model_alone": alone,
-            "wide_alone": {key: base_report[key] for key in ("metrics", "headline", "train_seconds")}, "blend": blend}
+            "wide_alone": {key: partner_report[key] for key in ("metrics", "headline", "train_seconds")}, "blend": blend}
