@@ -1,11 +1,12 @@
-"""Pre-trained encoder: frozen musicnn (MSD) embeddings + a linear head vs the summary-statistics baseline.
+"""Pre-trained encoder: frozen musicnn embeddings (the default pair, MSD + MTT) + a linear head vs the baseline.
 
 On Emotify (400 real clips from Magnatune, 4 genres; Aljanaki, Wiering and Veltkamp, "Studying emotion
 induced by music through a crowdsourcing game", Information Processing & Management 2016), read from
 `/work/shared/realdata/emotify/` or `$MGR_TF_REALDATA/emotify`, every clip is embedded with the frozen
-MSD_musicnn port (Pons and Serra, "musicnn: pre-trained convolutional neural networks for music audio
-tagging", ISMIR-LBD 2019; `mgr_tf.models.musicnn`): the 200-d penultimate layer of each non-overlapping 3 s
-patch, pooled over the clip by mean, mean+std or max. A standardised logistic regression on the pooled
+ports of the default encoders, MSD_musicnn and MTT_musicnn (Pons and Serra, "musicnn: pre-trained convolutional
+neural networks for music audio tagging", ISMIR-LBD 2019; `mgr_tf.models.musicnn`; `presets.DEFAULT_ENCODER`):
+the two 200-d penultimate layers of each non-overlapping 3 s patch, concatenated (400-d) as `--model musicnn`
+does, pooled over the clip by mean, mean+std or max. A standardised logistic regression on the pooled
 embedding is compared, on the same 5 stratified folds (shuffled, seed 0), with a standardised logistic
 regression on the per-band mean and std over time of the 22050 Hz fused features (128-band log-mel dB +
 12 chroma, `mgr_tf.features.spectral.fused_features`). The pooling with the best mean CV accuracy is kept
@@ -51,11 +52,11 @@ from mgr_tf.models import model_config
 from mgr_tf.models.build import build_model
 from mgr_tf.models.musicnn.convert import encoder_file
 from mgr_tf.models.musicnn.frontend import musicnn_frontend, resample_to_16k
-from mgr_tf.models.musicnn.presets import EMBEDDING_OUTPUT, SAMPLE_RATE
+from mgr_tf.models.musicnn.presets import DEFAULT_ENCODER, EMBEDDING_OUTPUT, SAMPLE_RATE, encoder_names
 from mgr_tf.tasks import get_task
 from mgr_tf.training.convex import DEFAULT_C, fit_softmax, softmax
 
-MODEL_NAME = "MSD_musicnn"
+MODEL_NAME = DEFAULT_ENCODER  # the taggers joined by "+", as --musicnn-encoder takes them
 FOLDS = 5
 SEED = 0
 TARGET_GAIN = 0.10
@@ -77,10 +78,15 @@ def _cache_dir() -> Path:
     return path
 
 
-def musicnn_model(name: str = MODEL_NAME):
-    """The converted port of `name` (`mgr_tf.models.musicnn.convert.encoder_file`: converted once into the cache, the wheel
-    fetched with pip once)."""
-    return keras.saving.load_model(encoder_file(name), compile=False)
+def musicnn_models(name: str = MODEL_NAME) -> list:
+    """The converted port of each tagger in `name` (`mgr_tf.models.musicnn.convert.encoder_file`: converted once into
+    the cache, the wheel fetched with pip once)."""
+    return [keras.saving.load_model(encoder_file(n), compile=False) for n in encoder_names(name)]
+
+
+def embedder(models: list):
+    """patches -> the taggers' penultimate embeddings side by side, (patches, 200 * taggers)."""
+    return lambda x: tf.concat([m(x, training=False)[EMBEDDING_OUTPUT] for m in models], axis=-1)
 
 
 def _clips(root: Path, per_genre: int | None) -> list[tuple[Path, str]]:
@@ -111,8 +117,7 @@ def _features(clips: list[tuple[Path, str]]) -> dict[str, np.ndarray]:
         with np.load(path) as data:
             return dict(data)
     cfg = FeatureConfig()
-    model = musicnn_model()
-    embed = tf.function(lambda x: model(x, training=False)[EMBEDDING_OUTPUT], reduce_retracing=True)
+    embed = tf.function(embedder(musicnn_models()), reduce_retracing=True)
     fused = tf.function(lambda y: fused_features(y, cfg), reduce_retracing=True)
     out = {k: [] for k in ("mean", "std", "max", "baseline", "patches")}
     started = time.time()
@@ -121,7 +126,7 @@ def _features(clips: list[tuple[Path, str]]) -> dict[str, np.ndarray]:
         feats = fused(tf.constant(audio)).numpy()  # (frames, 140)
         out["baseline"].append(np.concatenate([feats.mean(axis=0), feats.std(axis=0)]))
         patches = musicnn_frontend(resample_to_16k(audio, cfg.sample_rate)).numpy()
-        emb = embed(tf.constant(patches)).numpy()  # (patches, 200)
+        emb = embed(tf.constant(patches)).numpy()  # (patches, 200 per tagger)
         out["mean"].append(emb.mean(axis=0))
         out["std"].append(emb.std(axis=0))
         out["max"].append(emb.max(axis=0))
@@ -175,8 +180,8 @@ def _throughput(quick: bool) -> list[Row]:
     the CNN (default size, random weights: the time does not depend on them) computes the default mfcc features
     from 22050 Hz audio in the graph and averages over its 256-frame windows (hop 128), as its serving_waveform.
     """
-    model = musicnn_model()
-    embed = tf.function(lambda w: model(musicnn_frontend(w), training=False)[EMBEDDING_OUTPUT])
+    embed_patches = embedder(musicnn_models())
+    embed = tf.function(lambda w: embed_patches(musicnn_frontend(w)))
     data, cfg = DataConfig(), FeatureConfig()
     cnn = build_model(model_config("cnn"), get_task("genre"), num_bands=resolve(data).feature.bands(cfg),
                       frames=data.patch_frames,
@@ -211,7 +216,7 @@ def _throughput(quick: bool) -> list[Row]:
 
 
 def run(quick: bool) -> list[Row]:
-    """Emotify CV (baseline vs frozen MSD_musicnn + linear head) and embedding throughput.
+    """Emotify CV (baseline vs the frozen default encoders + linear head) and embedding throughput.
 
     Args:
         quick: 10 clips per genre unless the full set is already cached, 2 clips timed (a smoke run).
