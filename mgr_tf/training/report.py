@@ -226,11 +226,10 @@ def render_markdown(report: Mapping) -> str:
     blend = report.get("blend")
     if blend:
         loss = blend["validation_log_loss"]
-        partner = blend.get("partner", "the summary baseline")
-        lines += [f"Served: the {report['model']} blended with a {partner}, model weight "
-                  f"**{blend['weight_model']:g}** (statistics {blend.get('weight_partner', blend.get('weight_baseline')):g}), "
-                  f"the lowest log-loss on the {blend['validation_clips']} validation clips ({loss['blend']:.3f}; the model "
-                  f"alone {loss['model']:.3f}, the statistics alone {loss.get('partner', loss.get('baseline')):.3f}); "
+        lines += [f"Served: the {report['model']} blended with a {blend['partner']}, model weight "
+                  f"**{blend['weight_model']:g}** (statistics {blend['weight_partner']:g}), the lowest log-loss on the "
+                  f"{blend['validation_clips']} validation clips ({loss['blend']:.3f}; the model alone {loss['model']:.3f}, "
+                  f"the statistics alone {loss['partner']:.3f}); "
                   "`--blend off` serves the model alone."
                   + (" The weight was chosen on the clips scored here (the test split has no labels)."
                      if blend.get("scored_on_choice_clips") else ""), ""]
